@@ -1,0 +1,25 @@
+"""jaxrnn: train thousands of linear RNNs at once, with the theory of how they learn beside them."""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from .loss import (
+    discrete_loss as discrete_loss,
+    finite_horizon_loss as finite_horizon_loss,
+    population_loss as population_loss,
+    population_loss_and_grad as population_loss_and_grad,
+    sampled_loss as sampled_loss,
+)
+from .lyapunov import gramians as gramians, solve_lyapunov as solve_lyapunov, solve_stein as solve_stein
+from .model import LinearRNN as LinearRNN, init_network as init_network, init_population as init_population
+from .targets import (
+    ExponentialSum as ExponentialSum,
+    damped_oscillator as damped_oscillator,
+    exponential_sum as exponential_sum,
+    leaky_integrator as leaky_integrator,
+    perfect_integrator as perfect_integrator,
+)
+
+try:
+    __version__ = _version("jaxrnn")
+except PackageNotFoundError:  # pragma: no cover
+    __version__ = "0.0.0"

@@ -1,0 +1,196 @@
+"""Losses of one network against one target (THEORY.md section 2). Each vmaps over a population.
+
+Write s = the readout scale (1/N mean-field), A = W - I, and k*(tau) = Re sum_j r_j exp(-s_j tau).
+
+- `population_loss`: the exact stationary loss L = 1/2 int_0^inf (k - k*)^2 dtau
+      = 1/2 [ s^2 v^T P v - 2 s Re sum_j r_j v^T x_j + int k*^2 ],   x_j = (s_j I - A)^{-1} u,
+  with P the controllability Gramian. `population_loss_and_grad` adds the adjoint gradients
+      dL/dW = s^2 O P - s Re sum_j r_j y_j x_j^T,  dL/du = s^2 O u - s Re sum_j r_j y_j,
+      dL/dv = s^2 P v - s Re sum_j r_j x_j,        y_j = (s_j I - A)^{-T} v.
+- `finite_horizon_loss`: L_T = 1/(2T) int_0^T (T - tau)(k - k*)^2 dtau, the time-averaged loss over
+  [0, T] of a network and target started at rest (finite for c = 0).
+- `discrete_loss`: the exact loss of the Euler-discretised network h' = F h + sqrt(dt) u xi,
+  F = I + dt A, against the exactly discretised target (rho_j = exp(-s_j dt)):
+      L_dt = dt/2 [ s^2 v^T P_d v - 2 s Re sum_j r_j v^T (I - rho_j F)^{-1} u + sum_m k*(m dt)^2 ].
+- `sampled_loss`: the Monte Carlo estimate of L_dt from B white-noise paths (the loss practitioners
+  train on): stationary after `burn_in` steps, then averaged over `steps` steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+
+from .lyapunov import DEFAULT_DOUBLINGS, doublings_for, gramians, solve_stein
+from .model import LinearRNN
+from .targets import ExponentialSum
+
+__all__ = [
+    "population_loss",
+    "population_loss_and_grad",
+    "finite_horizon_loss",
+    "discrete_loss",
+    "sampled_loss",
+]
+
+
+def _resolvents(model: LinearRNN, target: ExponentialSum):
+    """x_j = (s_j I - A)^{-1} u and y_j = (s_j I - A)^{-T} v, complex, shape (J, N)."""
+    cdtype = jnp.result_type(model.W.dtype, jnp.complex64)
+    N = model.N
+    eye = jnp.eye(N, dtype=cdtype)
+    A = (model.W - jnp.eye(N, dtype=model.W.dtype)).astype(cdtype)
+    poles = target.poles.astype(cdtype)
+    mats = poles[:, None, None] * eye - A  # (J, N, N)
+    J = poles.shape[0]
+    solve = lambda M, b: jnp.linalg.solve(M, jnp.broadcast_to(b.astype(cdtype), (J, N))[..., None])[..., 0]
+    return solve(mats, model.u), solve(jnp.swapaxes(mats, -1, -2), model.v)
+
+
+def population_loss_and_grad(
+    model: LinearRNN, target: ExponentialSum, *, doublings: int = DEFAULT_DOUBLINGS, shift: float = 1.0
+) -> tuple[Scalar, LinearRNN, Scalar]:
+    """Exact stationary loss, its gradient (a `LinearRNN` of dL/dW, dL/du, dL/dv) and the solver tail.
+
+    `tail` = max|F^(2^K)| of the Smith doubling: small when W - I is Hurwitz and the solve converged;
+    O(1) or larger flags a network that is not (see `lyapunov`).
+    """
+    s = model.readout_scale
+    N = model.N
+    A = model.W - jnp.eye(N, dtype=model.W.dtype)
+    P, O, tail = gramians(A, model.u, model.v, doublings=doublings, shift=shift)
+    x, y = _resolvents(model, target)
+    r = target.residues.astype(x.dtype)
+    Pv = P @ model.v
+    cross = jnp.real(jnp.sum(r * (x @ model.v.astype(x.dtype))))
+    loss = 0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())
+    rx, ry = r[:, None] * x, r[:, None] * y
+    gW = s**2 * O @ P - s * jnp.real(jnp.einsum("ji,jk->ik", ry, x))
+    gu = s**2 * O @ model.u - s * jnp.real(jnp.sum(ry, 0))
+    gv = s**2 * Pv - s * jnp.real(jnp.sum(rx, 0))
+    grad = LinearRNN(gW.astype(model.W.dtype), gu.astype(model.u.dtype), gv.astype(model.v.dtype), scaling=model.scaling)
+    return loss.astype(model.W.dtype), grad, tail
+
+
+def population_loss(
+    model: LinearRNN, target: ExponentialSum, *, doublings: int = DEFAULT_DOUBLINGS, shift: float = 1.0
+) -> Scalar:
+    """Exact stationary population loss L = 1/2 int_0^inf (k - k*)^2 dtau of one network.
+
+    Differentiable by autodiff too; `population_loss_and_grad` gives the adjoint gradients.
+    """
+    s = model.readout_scale
+    A = model.W - jnp.eye(model.N, dtype=model.W.dtype)
+    P, _, _ = gramians(A, model.u, model.v, doublings=doublings, shift=shift)
+    x, _ = _resolvents(model, target)
+    cross = jnp.real(jnp.sum(target.residues.astype(x.dtype) * (x @ model.v.astype(x.dtype))))
+    return (0.5 * (s**2 * model.v @ P @ model.v - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
+
+
+def _augmented(model: LinearRNN, target: ExponentialSum):
+    """Error system (A~, b~, c~) with c~^T expm(A~ tau) b~ = k(tau) - k*(tau)."""
+    S, b, c = target.realization()
+    N, n = model.N, model.N + S.shape[0]
+    dtype = model.W.dtype
+    At = jnp.zeros((n, n), dtype)
+    At = At.at[:N, :N].set(model.W - jnp.eye(N, dtype=dtype)).at[N:, N:].set(S.astype(dtype))
+    bt = jnp.concatenate([model.u, b.astype(dtype)])
+    ct = jnp.concatenate([model.readout_scale * model.v, -c.astype(dtype)])
+    return At, bt, ct
+
+
+def finite_horizon_loss(model: LinearRNN, target: ExponentialSum, horizon: float, *, doublings: int | None = None):
+    """L_T = 1/(2T) int_0^T (T - tau) (k - k*)^2 dtau, exactly, with matmuls and one small expm.
+
+    R(t) = int_0^t (t - tau) X(tau) dtau with X(tau) = e^{A~ tau} b~ b~^T e^{A~^T tau} obeys the doubling
+        R(2t) = R(t) + t Q(t) + Phi(t) R(t) Phi(t)^T,  Q(2t) = Q(t) + Phi(t) Q(t) Phi(t)^T,  Phi(2t) = Phi(t)^2,
+    where Q(t) = int_0^t X. It starts from t0 = T / 2^K, where Van Loan's block exponential of
+    [[-A~, I, 0], [0, -A~, b~b~^T], [0, 0, A~^T]] t0 is well conditioned (its growing blocks stay O(1)).
+    """
+    if not horizon > 0:
+        raise ValueError(f"horizon must be > 0, got {horizon}")
+    K = doublings if doublings is not None else max(0, math.ceil(math.log2(horizon))) + 5
+    At, bt, ct = _augmented(model, target)
+    n = At.shape[0]
+    dtype = At.dtype
+    t0 = horizon / 2**K
+    Z = jnp.zeros((n, n), dtype)
+    M = jnp.block([[-At, jnp.eye(n, dtype=dtype), Z], [Z, -At, jnp.outer(bt, bt)], [Z, Z, At.T]])
+    E = jax.scipy.linalg.expm(M * t0)
+    Phi = E[2 * n :, 2 * n :].T  # e^{A~ t0}
+    Q = Phi @ E[n : 2 * n, 2 * n :]
+    R = Phi @ E[:n, 2 * n :]
+
+    def body(k, carry):
+        Phi, Q, R = carry
+        t = t0 * 2.0**k
+        R = R + t * Q + Phi @ R @ Phi.T
+        Q = Q + Phi @ Q @ Phi.T
+        return Phi @ Phi, Q, R
+
+    _, _, R = jax.lax.fori_loop(0, K, body, (Phi, Q, R))
+    return 0.5 * ct @ R @ ct / horizon
+
+
+def discrete_loss(
+    model: LinearRNN, target: ExponentialSum, dt: float, *, doublings: int | None = None, min_decay: float = 1e-3
+):
+    """Exact stationary loss L_dt of the Euler-discretised network (Stein equation; see module doc)."""
+    if not dt > 0:
+        raise ValueError(f"dt must be > 0, got {dt}")
+    K = doublings if doublings is not None else doublings_for(dt * min_decay)
+    s = model.readout_scale
+    N = model.N
+    F = jnp.eye(N, dtype=model.W.dtype) + dt * (model.W - jnp.eye(N, dtype=model.W.dtype))
+    Pd, _ = solve_stein(F, jnp.outer(model.u, model.u), doublings=K)
+    cdtype = jnp.result_type(model.W.dtype, jnp.complex64)
+    rho = jnp.exp(-target.poles * dt).astype(cdtype)
+    mats = jnp.eye(N, dtype=cdtype) - rho[:, None, None] * F.astype(cdtype)
+    x = jnp.linalg.solve(mats, jnp.broadcast_to(model.u.astype(cdtype), (rho.shape[0], N))[..., None])[..., 0]
+    cross = jnp.real(jnp.sum(target.residues.astype(cdtype) * (x @ model.v.astype(cdtype))))
+    value = 0.5 * dt * (s**2 * model.v @ Pd @ model.v - 2 * s * cross + target.discrete_norm_sq(dt))
+    return value.astype(model.W.dtype)
+
+
+def sampled_loss(
+    model: LinearRNN,
+    target: ExponentialSum,
+    key: PRNGKeyArray,
+    *,
+    dt: float,
+    batch: int,
+    steps: int,
+    burn_in: int = 0,
+    per_path: bool = False,
+) -> Float[Array, ""] | Float[Array, " batch"]:
+    """Sampled white-noise loss: mean over `batch` paths and `steps` steps of (y - y*)^2 / 2.
+
+    Network (Euler-Maruyama) and target (exact discretisation, rho = exp(-s dt)) start at rest,
+    are driven by the same noise xi_t ~ N(0, 1) (from `fold_in(key, t)`), run `burn_in` steps without
+    loss, then `steps` steps with it. Its expectation is `discrete_loss` up to O(rho^(2 burn_in)).
+    Backpropagates through `lax.scan`. With `per_path`, returns the (batch,) path averages.
+    """
+    S, b, c = target.realization()
+    dtype = model.W.dtype
+    N = model.N
+    F = jnp.eye(N, dtype=dtype) + dt * (model.W - jnp.eye(N, dtype=dtype))
+    Phi = jax.scipy.linalg.expm(S.astype(dtype) * dt)
+    sq = jnp.sqrt(jnp.asarray(dt, dtype))
+    s = model.readout_scale
+
+    def step(carry, t):
+        h, z = carry
+        xi = jax.random.normal(jax.random.fold_in(key, t), (batch,), dtype)
+        err = s * h @ model.v - z @ c.astype(dtype)
+        h = h @ F.T + sq * xi[:, None] * model.u
+        z = z @ Phi.T + sq * xi[:, None] * b.astype(dtype)
+        return (h, z), 0.5 * err**2
+
+    init = (jnp.zeros((batch, N), dtype), jnp.zeros((batch, S.shape[0]), dtype))
+    (h, z), _ = jax.lax.scan(lambda carry, t: (step(carry, t)[0], None), init, jnp.arange(burn_in))
+    _, sq_err = jax.lax.scan(step, (h, z), jnp.arange(burn_in, burn_in + steps))
+    per = jnp.mean(sq_err, axis=0)
+    return per if per_path else jnp.mean(per)
