@@ -23,3 +23,16 @@ try:
     __version__ = _version("jaxrnn")
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0.0.0"
+
+from .train import (
+    DiscreteLoss as DiscreteLoss,
+    ExactLoss as ExactLoss,
+    FiniteHorizonLoss as FiniteHorizonLoss,
+    GradientDescent as GradientDescent,
+    GradientFlow as GradientFlow,
+    OptaxOptimizer as OptaxOptimizer,
+    SampledLoss as SampledLoss,
+    TrainResult as TrainResult,
+    train as train,
+)
+from .observables import learning_time as learning_time, outlier_eigenvalue as outlier_eigenvalue
