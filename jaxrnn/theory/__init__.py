@@ -1,0 +1,23 @@
+"""Reduced theories of the mean-field gradient flow, as diffrax solvers (docs/theory.md).
+
+- sigma = 0: the exact 8-ODE (M, a, b) with the closed-form two-pole loss, and its symmetric 5-ODE.
+- sigma > 0, finite N: the block-Krylov (Galerkin) reduction of depth k around a given W0, u0, v0.
+- sigma > 0, N -> inf: the deterministic Fock-space limit of the block-Krylov reduction.
+
+`solve(target, t1=..., ...)` returns the trainer's observables (`t`, `loss`, `outlier`, `t_learn`).
+"""
+
+from ._reference import reference_flow as reference_flow
+from ._sigma0 import (
+    eight_charge as eight_charge,
+    eight_loss as eight_loss,
+    eight_state_from_network as eight_state_from_network,
+    eight_state_infinite as eight_state_infinite,
+    five_charge as five_charge,
+    five_loss as five_loss,
+    five_state_from_eight as five_state_from_eight,
+    solve_eight as solve_eight,
+    solve_five as solve_five,
+)
+from ._solve import TheoryResult as TheoryResult, solve as solve, theory_minus_simulation as theory_minus_simulation
+from ._twopole import two_pole_eigenvalues as two_pole_eigenvalues, two_pole_loss as two_pole_loss, two_pole_residues as two_pole_residues

@@ -1,0 +1,159 @@
+"""sigma = 0: the exact 2-dimensional reduction of the gradient flow (THEORY.md section 5).
+
+With Q an orthonormal basis of span{u0, v0} and u = sqrt(N) Q a, v = sqrt(N) Q b, W = Q M Q^T, the
+mean-field gradient flow (dW/dt = -eta dL/dW, du/dt = -eta N dL/du, dv/dt = -eta N dL/dv) stays in this
+form, and (M, a, b) follow plain rate-eta gradient flow of the two-pole loss:
+
+    dM/dt = -eta dL/dM,   da/dt = -eta dL/da,   db/dt = -eta dL/db          (the 8-ODE)
+
+because dL/dW = Q (dL/dM) Q^T and dL/da = sqrt(N) Q^T dL/du. It conserves the 2x2 charge
+C = M M^T - M^T M + a a^T - b b^T.
+
+Symmetric form (the 5-ODE, exact when |a0| = |b0| and M0 = [[alpha, beta], [-beta, delta]] in the basis
+e_+- = (a0 +- b0)/|a0 +- b0|): a = (p, q), b = (p, -q), and
+
+    d(alpha)/dt = -eta dL/d(alpha),  d(delta)/dt = -eta dL/d(delta),
+    d(beta)/dt = -(eta/2) dL/d(beta),  dp/dt = -(eta/2) dL/dp,  dq/dt = -(eta/2) dL/dq,
+
+(the halves: beta, p and q each stand for two equal-magnitude entries of (M, a, b)), conserving
+beta (delta - alpha) + p q.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ..model import LinearRNN
+from ..targets import ExponentialSum
+from ._ode import integrate
+from ._twopole import two_pole_eigenvalues, two_pole_loss
+
+__all__ = [
+    "eight_state_from_network",
+    "eight_state_infinite",
+    "five_state_from_eight",
+    "eight_from_five",
+    "eight_loss",
+    "five_loss",
+    "five_charge",
+    "eight_charge",
+    "solve_eight",
+    "solve_five",
+]
+
+
+def _unpack8(y):
+    return y[..., :4].reshape(y.shape[:-1] + (2, 2)), y[..., 4:6], y[..., 6:8]
+
+
+def _pack8(M, a, b):
+    return jnp.concatenate([M.reshape(M.shape[:-2] + (4,)), a, b], -1)
+
+
+def eight_loss(y, target: ExponentialSum):
+    """Two-pole loss of the 8-state y = (M.ravel(), a, b)."""
+    return two_pole_loss(*_unpack8(y), target)
+
+
+def _unpack5(z):
+    alpha, beta, delta, p, q = (z[..., i] for i in range(5))
+    M = jnp.stack([jnp.stack([alpha, beta], -1), jnp.stack([-beta, delta], -1)], -2)
+    return M, jnp.stack([p, q], -1), jnp.stack([p, -q], -1)
+
+
+def eight_from_five(z):
+    """The 8-state (in the symmetric basis) of the 5-state z = (alpha, beta, delta, p, q)."""
+    return _pack8(*_unpack5(z))
+
+
+def five_loss(z, target: ExponentialSum):
+    return two_pole_loss(*_unpack5(z), target)
+
+
+def five_charge(z):
+    """beta (delta - alpha) + p q, conserved by the 5-ODE."""
+    return z[..., 1] * (z[..., 2] - z[..., 0]) + z[..., 3] * z[..., 4]
+
+
+def eight_charge(y):
+    """C = M M^T - M^T M + a a^T - b b^T (2x2), conserved by the 8-ODE."""
+    M, a, b = _unpack8(y)
+    MT = jnp.swapaxes(M, -1, -2)
+    return M @ MT - MT @ M + a[..., :, None] * a[..., None, :] - b[..., :, None] * b[..., None, :]
+
+
+def eight_state_from_network(network: LinearRNN):
+    """8-state of a network: Q = Gram-Schmidt(u0, v0), a = Q^T u0/sqrt(N), b = Q^T v0/sqrt(N), M = Q^T W0 Q.
+
+    Exact for W0 = 0; for W0 != 0 it is the depth-0 Galerkin start (see `_krylov`). Returns (y0, Q).
+    """
+    N = network.N
+    u, v = network.u, network.v
+    e1 = u / jnp.linalg.norm(u)
+    r = v - (v @ e1) * e1
+    e2 = r / jnp.linalg.norm(r)
+    Q = jnp.stack([e1, e2], -1)
+    sq = jnp.sqrt(jnp.asarray(N, u.dtype))
+    return _pack8(Q.T @ network.W @ Q, Q.T @ u / sq, Q.T @ v / sq), Q
+
+
+def eight_state_infinite(dtype=None):
+    """N -> inf sigma = 0 start: M = 0, a = (1, 0), b = (0, 1) (|u|^2/N -> 1, u.v/N -> 0)."""
+    dtype = dtype or jnp.result_type(float)
+    return jnp.array([0, 0, 0, 0, 1, 0, 0, 1], dtype)
+
+
+def five_state_from_eight(y):
+    """(alpha, beta, delta, p, q) and the rotation R (rows e_+, e_-) with a_sym = R a, b_sym = R b.
+
+    Valid when |a| = |b| and R M R^T = [[alpha, beta], [-beta, delta]] (true for M = 0).
+    """
+    M, a, b = _unpack8(y)
+    ep = (a + b) / jnp.linalg.norm(a + b)
+    em = (a - b) / jnp.linalg.norm(a - b)
+    R = jnp.stack([ep, em], 0)
+    Ms = R @ M @ R.T
+    z = jnp.stack([Ms[0, 0], 0.5 * (Ms[0, 1] - Ms[1, 0]), Ms[1, 1], ep @ a, em @ a])
+    return z, R
+
+
+def _outlier(lp, lm, kind, bulk=0.0):
+    """Outlier of spec(M) u {bulk}: the complement of span Q contributes eigenvalue 0 at sigma = 0."""
+    from ..observables import outlier_eigenvalue
+
+    ev = jnp.stack([lp, lm, jnp.full_like(lp, bulk)], -1)
+    return outlier_eigenvalue(ev, kind)
+
+
+def _observables8(ys, target):
+    M, a, b = _unpack8(ys)
+    loss = jax.vmap(lambda y: eight_loss(y, target))(ys)
+    lp, lm = two_pole_eigenvalues(M)
+    return loss, lp, lm, _outlier(lp, lm, target.kind)
+
+
+def solve_eight(target: ExponentialSum, y0, eta, ts, *, rtol=1e-10, atol=1e-12, max_steps=100_000):
+    """Integrate the 8-ODE from y0 on the save times ts (one cell; vmap for grids).
+
+    **Returns:** dict with `y` (T, 8), `loss` (T,), `lambda_plus`, `lambda_minus`, `outlier` (T,) complex,
+    `charge` (T, 2, 2), `ok` (bool), `num_steps`.
+    """
+    grad = jax.grad(eight_loss)
+    rhs = lambda t, y, args: -args[1] * grad(y, args[0])
+    ys, ok, n = integrate(rhs, y0, (target, eta), ts, rtol=rtol, atol=atol, max_steps=max_steps)
+    loss, lp, lm, out = _observables8(ys, target)
+    return dict(y=ys, loss=loss, lambda_plus=lp, lambda_minus=lm, outlier=out, charge=eight_charge(ys), ok=ok, num_steps=n)
+
+
+_FIVE_RATES = jnp.array([1.0, 0.5, 1.0, 0.5, 0.5])
+
+
+def solve_five(target: ExponentialSum, z0, eta, ts, *, rtol=1e-10, atol=1e-12, max_steps=100_000):
+    """Integrate the 5-ODE from z0 = (alpha, beta, delta, p, q); outputs as `solve_eight` plus `z`."""
+    grad = jax.grad(five_loss)
+    rhs = lambda t, z, args: -args[1] * _FIVE_RATES.astype(z.dtype) * grad(z, args[0])
+    zs, ok, n = integrate(rhs, z0, (target, eta), ts, rtol=rtol, atol=atol, max_steps=max_steps)
+    ys = eight_from_five(zs)
+    loss, lp, lm, out = _observables8(ys, target)
+    return dict(z=zs, y=ys, loss=loss, lambda_plus=lp, lambda_minus=lm, outlier=out, charge=five_charge(zs), ok=ok, num_steps=n)

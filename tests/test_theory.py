@@ -1,0 +1,118 @@
+"""Reduced theories (jaxrnn.theory) against the full N-dimensional flow and against their own invariants."""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrnn import theory
+from jaxrnn.model import LinearRNN, init_network
+from jaxrnn.loss import population_loss
+from jaxrnn.targets import damped_oscillator, leaky_integrator
+
+
+def _nonzero_pair(W):
+    """The two eigenvalues of largest modulus of a rank-2 W (host eig), sorted by (real, imag)."""
+    ev = np.linalg.eigvals(W)
+    ev = ev[np.argsort(-np.abs(ev))[:2]]
+    return np.sort_complex(ev)
+
+
+@pytest.fixture(scope="module")
+def net64():
+    return init_network(64, 0.0, jax.random.key(0))
+
+
+def test_two_pole_loss_matches_lyapunov_loss():
+    """Closed-form two-pole loss == the core engine's Lyapunov loss of the same 2-state network (N = 2, scale 1)."""
+    rng = np.random.default_rng(1)
+    for target in (leaky_integrator(0.1), damped_oscillator(0.2, 1.5)):
+        for _ in range(5):
+            M = 0.3 * rng.normal(size=(2, 2))
+            a, b = rng.normal(size=2), rng.normal(size=2)
+            # N = 2 mean-field network with readout 1/2: v = 2 b gives k = b^T expm((M - I) tau) a
+            ref = population_loss(LinearRNN(jnp.asarray(M), jnp.asarray(a), jnp.asarray(2 * b)), target, doublings=30)
+            got = theory.two_pole_loss(jnp.asarray(M), jnp.asarray(a), jnp.asarray(b), target)
+            assert abs(got - ref) <= 1e-12 * max(1.0, abs(ref))
+
+
+@pytest.mark.parametrize("kind,t1", [("integrator", 3.0), ("oscillator", 1.0)])
+def test_eight_ode_matches_full_flow(net64, kind, t1):
+    """Acceptance: 8-ODE vs full N = 64 flow at sigma = 0, same initial condition: <= 1e-6 relative."""
+    target = leaky_integrator(0.1) if kind == "integrator" else damped_oscillator(0.1, 1.0)
+    ts = np.linspace(0.0, t1, 31)
+    ref = theory.reference_flow(net64, target, ts, rtol=1e-11, atol=1e-11)
+    th = theory.solve(target, network=net64, ts=ts, t1=t1, rtol=1e-11, atol=1e-13)
+    assert ref["ok"] and th.ok
+    assert np.max(np.abs(th.loss - ref["loss"]) / ref["loss"]) <= 1e-6
+    # Outlier: relative to the size of W(t). Near the nilpotent start (M0 = 0) eigenvalues are ill-conditioned
+    # (a perturbation d moves them by ~sqrt(d |M|)), so |lambda| itself is not the right scale there.
+    Wn = np.linalg.norm(ref["W"], axis=(-2, -1))
+    err = np.abs(th.outlier - ref["outlier"])
+    assert np.all(err[1:] <= 1e-6 * Wn[1:])
+    assert abs(th.outlier[-1] - ref["outlier"][-1]) <= 1e-6 * max(abs(ref["outlier"][-1]), Wn[-1])
+    # the flow stays of the form W = Q M Q^T, and M agrees with the compression Q^T W Q
+    y0, Q = theory.eight_state_from_network(net64)
+    Q = np.asarray(Q)
+    M = th["y"][:, :4].reshape(-1, 2, 2)
+    QWQ = np.einsum("ia,tij,jb->tab", Q, ref["W"], Q)
+    assert np.max(np.linalg.norm(M - QWQ, axis=(-2, -1)) / np.maximum(Wn, 1e-300)) <= 1e-6
+    off = ref["W"] - np.einsum("ia,tab,jb->tij", Q, QWQ, Q)
+    assert np.max(np.linalg.norm(off, axis=(-2, -1))) <= 1e-12
+
+
+def test_eight_ode_conserves_charge():
+    r = theory.solve(leaky_integrator(0.1), t1=5.0, n_save=51, rtol=1e-11, atol=1e-13)
+    C = r["charge"]
+    assert np.max(np.abs(C - C[0])) <= 1e-9
+
+
+def test_five_ode_conservation_and_equivalence():
+    """5-ODE keeps beta(delta - alpha) + p q to <= 1e-10 and matches the 8-ODE when |u0| = |v0|."""
+    net = init_network(64, 0.0, jax.random.key(3), rescale_v=True)
+    for target, t1 in ((leaky_integrator(0.1), 10.0), (damped_oscillator(0.1, 1.0), 20.0)):
+        r5 = theory.solve(target, network=net, t1=t1, n_save=201, symmetric=True, rtol=1e-11, atol=1e-13)
+        r8 = theory.solve(target, network=net, t1=t1, n_save=201, rtol=1e-11, atol=1e-13)
+        assert r5.ok and r8.ok
+        q = r5["charge"]
+        assert np.max(np.abs(q - q[0])) <= 1e-10
+        assert np.max(np.abs(r5.loss - r8.loss)) <= 1e-9 * r8.loss[0]
+        assert np.max(np.abs(r5.outlier - r8.outlier)) <= 1e-7
+        assert abs(r5.t_learn - r8.t_learn) <= 1e-7 * r8.t_learn
+
+
+def test_infinite_n_limit_and_grid():
+    """N -> inf sigma = 0 theory: a vmapped grid equals cell-by-cell solves; outliers reach 1 - s*."""
+    c = np.array([0.3, 0.1, 0.03])
+    grid = theory.solve(leaky_integrator(c), t1=30.0, n_save=601)
+    for i, ci in enumerate(c):
+        one = theory.solve(leaky_integrator(ci), t1=30.0, n_save=601)
+        np.testing.assert_allclose(grid.loss[i], one.loss, rtol=1e-6)  # adaptive steps, rtol = 1e-8
+    assert np.all(grid.ok)
+    assert np.all(np.isfinite(grid.t_learn))
+    # the outlier approaches the target eigenvalue 1 - c (the tail L ~ t^-2 keeps it slightly short)
+    err = np.abs(grid.outlier - (1 - c)[:, None])
+    assert np.all(err[:, -1] < 0.1 * c)
+    assert np.all(err[:, -1] < err[:, len(grid.t) // 2])
+    osc = theory.solve(damped_oscillator(np.full(2, 0.1), np.array([1.0, 2.0])), t1=200.0, n_save=801)
+    assert np.all(osc.ok)
+    np.testing.assert_allclose(osc.outlier[:, -1], 0.9 + 1j * np.array([1.0, 2.0]), atol=1e-4)
+    assert np.all(osc.loss[:, -1] < 1e-6 * osc.loss[:, 0])
+
+
+def test_large_n_initial_condition_converges():
+    """The finite-N 8-ODE start tends to the N -> inf one; t_learn differs by O(N^-1/2) per seed."""
+    ref = theory.solve(leaky_integrator(0.1), t1=10.0, n_save=1001)
+    net = init_network(4096, 0.0, jax.random.key(7), rescale_v=True)
+    fin = theory.solve(leaky_integrator(0.1), network=net, t1=10.0, n_save=1001)
+    assert abs(fin.t_learn - ref.t_learn) / ref.t_learn < 0.05
+
+
+def test_failed_cell_reports_status():
+    """throw=False: a cell that runs out of steps is flagged, the others are fine."""
+    r = theory.solve(leaky_integrator(np.array([0.1, 0.3])), t1=5.0, n_save=11, max_steps=20)
+    assert r.ok.shape == (2,)
+    assert not np.all(r.ok)
