@@ -1,0 +1,365 @@
+"""Run a sweep: plan -> for each pending chunk: build the population, train it sharded over the local
+devices, compute the theory beside it, write its cells, mark them done.
+
+Multi-host design: every process computes the same deterministic plan and takes the chunks with
+`chunk.index % process_count == process_index`; it shards each chunk over its own local devices
+(one `Mesh` per host, no cross-host collectives) and writes its own cells. Process 0 creates the
+store; the others wait for its `jaxrnn_ready` attribute. Because a cell is one zarr chunk, hosts never
+write the same file. This needs a shared filesystem (or an object store) for the zarr path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import numpy as np
+
+from ._grid import Chunk, Plan, plan_sweep
+from ._spec import AXES, SweepSpec
+from ._store import done_mask, open_store, write_cells
+
+__all__ = ["RunSummary", "run_sweep", "make_method", "make_loss", "theory_infinite"]
+
+log = logging.getLogger("jaxrnn.sweep")
+
+
+@dataclasses.dataclass
+class RunSummary:
+    store: str
+    chunks_total: int
+    chunks_run: int
+    chunks_skipped: int
+    networks_run: int
+    compile_s: float
+    run_s: float
+    wall_s: float
+    diverged: int
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return self.chunks_run == 0
+
+
+def make_method(spec: SweepSpec, optimizer: str):
+    import optax
+
+    from ..train import GradientDescent, GradientFlow, OptaxOptimizer
+
+    if optimizer == "flow":
+        return GradientFlow(spec.train.dt, spec.train.solver)
+    if optimizer == "gd":
+        return GradientDescent()
+    if optimizer == "adam":
+        return OptaxOptimizer(optax.adam)
+    if optimizer == "sgd_momentum":
+        return OptaxOptimizer(optax.sgd, momentum=0.9)
+    if optimizer == "rmsprop":
+        return OptaxOptimizer(optax.rmsprop)
+    raise ValueError(optimizer)
+
+
+def make_loss(spec: SweepSpec):
+    """The loss object; ExactLoss's doublings come from the whole grid's smallest c, never the chunk's."""
+    from ..lyapunov import doublings_for
+    from ..train import DiscreteLoss, ExactLoss, FiniteHorizonLoss, SampledLoss
+
+    t = spec.train
+    if t.loss == "exact":
+        return ExactLoss(doublings=doublings_for(min(spec.grid.c) / 4))
+    if t.loss == "finite_horizon":
+        return FiniteHorizonLoss(t.horizon)
+    if t.loss == "discrete":
+        return DiscreteLoss(t.loss_dt)
+    return SampledLoss(t.loss_dt, t.batch, t.sample_steps, t.burn_in)
+
+
+def _dtype(spec):
+    import jax.numpy as jnp
+
+    return jnp.float32 if spec.train.dtype == "float32" else jnp.float64
+
+
+def _targets(spec, c, w):
+    from ..targets import damped_oscillator, leaky_integrator
+
+    dt = _dtype(spec)
+    if spec.train.target == "oscillator":
+        return damped_oscillator(np.asarray(c), np.asarray(w), dtype=dt)
+    return leaky_integrator(np.asarray(c), dtype=dt)
+
+
+def theory_supported(spec: SweepSpec) -> bool:
+    return spec.theory.overlay != "none" and spec.train.loss == "exact" and spec.is_flow and spec.train.scaling == "mean_field"
+
+
+def _theory_module():
+    try:
+        from .. import theory
+
+        theory.solve  # noqa: B018
+        return theory
+    except Exception as e:  # noqa: BLE001 - the overlay is optional
+        log.warning("theory overlay skipped: jaxrnn.theory is unavailable (%s)", e)
+        return None
+
+
+def theory_infinite(spec: SweepSpec) -> dict | None:
+    """The N -> inf sigma = 0 theory on the (c, w, eta) grid, on the store's log times."""
+    if not theory_supported(spec):
+        return None
+    th = _theory_module()
+    if th is None:
+        return None
+    g = spec.grid
+    C, Wf, E = np.meshgrid(np.asarray(g.c), np.asarray(g.w), np.asarray(g.eta), indexing="ij")
+    shape = C.shape
+    ts = spec.log_times()
+    t0 = time.perf_counter()
+    try:
+        res = th.solve(_targets(spec, C.ravel(), Wf.ravel()), t1=float(ts[-1]), eta=E.ravel(), ts=ts, rtol=spec.theory.rtol, atol=spec.theory.atol)
+    except Exception as e:  # noqa: BLE001
+        log.warning("theory overlay (N -> inf) failed and is skipped: %s", e)
+        return None
+    log.info("N -> inf theory on %d (c, w, eta) points in %.1f s", C.size, time.perf_counter() - t0)
+    T = len(ts)
+    return {
+        "theory_inf_loss": np.asarray(res.loss).reshape(shape + (T,)),
+        "theory_inf_outlier": np.asarray(res.outlier).reshape(shape + (T,)),
+        "theory_inf_t_learn": np.asarray(res.t_learn).reshape(shape),
+    }
+
+
+def _networks(spec: SweepSpec, cells: np.ndarray):
+    """Per-network parameters (cell-major, seed-minor) for the given flat cell indices."""
+    g = spec.grid
+    idx = np.unravel_index(cells, g.shape)
+    vals = {a: np.asarray(g.axis(a))[idx[k]] for k, a in enumerate(AXES)}
+    S = len(g.seed)
+    net = {a: np.repeat(v, S) for a, v in vals.items()}
+    net["seed"] = np.tile(np.asarray(g.seed, dtype=np.int64), len(cells))
+    draw = np.zeros(len(cells), np.int64) if spec.train.common_init else cells.astype(np.int64)
+    net["draw"] = np.repeat(draw, S)
+    return net
+
+
+def _pad(x, size):
+    x = np.asarray(x)
+    if len(x) >= size:
+        return x
+    return np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)])
+
+
+def _mesh(n_devices):
+    import jax
+    from jax.sharding import Mesh
+
+    return Mesh(np.array(jax.local_devices()[:n_devices]), ("net",))
+
+
+def _shard(tree, mesh):
+    import equinox as eqx
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    if mesh.size == 1:
+        return tree
+    sh = NamedSharding(mesh, PartitionSpec("net"))
+    return jax.tree.map(lambda x: jax.device_put(x, sh) if eqx.is_array(x) else x, tree)
+
+
+def build_population(spec: SweepSpec, N: int, net: dict):
+    """The initial population and its per-network keys: network (seed, draw) -> network_key(seed, draw)."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    from ..model import init_network, network_key
+
+    dt = _dtype(spec)
+    keys = jax.vmap(network_key)(jnp.asarray(net["seed"], jnp.uint32), jnp.asarray(net["draw"], jnp.uint32))
+    make = lambda k, s: init_network(N, s, k, rescale_v=spec.train.rescale_v, scaling=spec.train.scaling, dtype=dt)
+    model = eqx.filter_vmap(make)(keys, jnp.asarray(net["sigma"], dt))
+    return model, keys
+
+
+def run_chunk(spec: SweepSpec, chunk: Chunk, cells: np.ndarray, mesh, *, loss_obj=None) -> dict:
+    """Train the networks of `cells` (a subset of the chunk's cells) padded to `chunk.size`; returns
+    store-layout arrays (n_cells, n_seeds, ...)."""
+    import jax
+
+    from ..train import train
+
+    N, opt = chunk.group
+    S = len(spec.grid.seed)
+    net = _networks(spec, cells)
+    n_real = len(net["seed"])
+    netp = {k: _pad(v, chunk.size) for k, v in net.items()}
+    model, keys = build_population(spec, N, netp)
+    noise_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(keys)
+    targets = _targets(spec, netp["c"], netp["w"])
+    model, targets, noise_keys = _shard((model, targets, noise_keys), mesh)
+    si = spec.spectra_indices()
+    res = train(
+        model,
+        targets,
+        eta=netp["eta"],
+        method=make_method(spec, opt),
+        loss=loss_obj if loss_obj is not None else make_loss(spec),
+        steps=spec.train.steps,
+        log_steps=spec.log_steps(),
+        trainable=spec.train.trainable,
+        keys=noise_keys,
+        keep_spectra=bool(len(si)),
+    )
+    cut = lambda x: np.asarray(x)[:n_real].reshape((len(cells), S) + np.shape(x)[1:])
+    sigma = net["sigma"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lazy = np.where(sigma > 0, np.asarray(res.dW_op)[:n_real, -1] / sigma, np.nan)
+    out = {
+        "loss": cut(res.loss),
+        "outlier": cut(res.outlier),
+        "dW_op": cut(res.dW_op),
+        "charge_drift": cut(res.charge_drift),
+        "uv": cut(res.uv),
+        "t_learn": cut(res.t_learn),
+        "t_learn_eigenvalue": cut(res.t_learn_eigenvalue),
+        "steps_to_learn": cut(res.steps_to_learn),
+        "dW_op_over_sigma": lazy.reshape(len(cells), S),
+        "status": cut(res.status).astype(np.int8),
+        "diverged_step": cut(res.diverged_step).astype(np.int64),
+    }
+    if len(si):
+        ev = np.asarray(res.eigenvalues)[:n_real][:, si, :]
+        pad = np.full(ev.shape[:2] + (max(spec.grid.N),), np.nan + 1j * np.nan, dtype=ev.dtype)
+        pad[..., :N] = ev
+        out["spectrum"] = pad.reshape((len(cells), S) + pad.shape[1:])
+    if theory_supported(spec):
+        out.update(_theory_own_ic(spec, chunk, model, targets, netp, n_real, len(cells), S))
+    return out
+
+
+def _theory_own_ic(spec, chunk, model, targets, netp, n_real, n_cells, S):
+    """sigma = 0 networks: the exact 8-ODE from each network's own (u0, v0); NaN elsewhere."""
+    import jax
+
+    T = len(spec.log_times())
+    out = {
+        "theory_loss": np.full((n_real, T), np.nan),
+        "theory_outlier": np.full((n_real, T), np.nan + 1j * np.nan),
+        "theory_t_learn": np.full((n_real,), np.nan),
+    }
+    zero = np.flatnonzero(netp["sigma"][:n_real] == 0)
+    th = _theory_module() if len(zero) else None
+    if th is not None:
+        # pad to the chunk size so every chunk reuses one compiled theory program
+        sel = _pad(zero, chunk.size)
+        sub = jax.tree.map(lambda x: np.asarray(x)[sel], (model, targets))
+        try:
+            ts = spec.log_times()
+            res = th.solve(sub[1], t1=float(ts[-1]), eta=netp["eta"][sel], ts=ts, network=sub[0], rtol=spec.theory.rtol, atol=spec.theory.atol)
+            k = len(zero)
+            out["theory_loss"][zero] = np.asarray(res.loss)[:k]
+            out["theory_outlier"][zero] = np.asarray(res.outlier)[:k]
+            out["theory_t_learn"][zero] = np.asarray(res.t_learn)[:k]
+        except Exception as e:  # noqa: BLE001
+            log.warning("theory overlay (own initial condition) failed for chunk %d: %s", chunk.index, e)
+    return {k: v.reshape((n_cells, S) + v.shape[1:]) for k, v in out.items()}
+
+
+class _Progress:
+    """A text bar over chunks, on the logger: networks/s, ETA, compile time apart from run time."""
+
+    def __init__(self, total_chunks, total_networks, quiet):
+        self.total_chunks, self.total_networks = total_chunks, total_networks
+        self.chunks = self.networks = 0
+        self.run_s = self.compile_s = 0.0
+        self.rate = {}  # group -> steady seconds per network
+        self.first = {}  # group -> (seconds, networks) of its first chunk (includes compile)
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+
+    def update(self, group, networks, seconds):
+        self.chunks += 1
+        self.networks += networks
+        if group not in self.first:
+            self.first[group] = (seconds, networks)
+        else:
+            self.rate[group] = seconds / max(networks, 1)
+            f_s, f_n = self.first[group]
+            self.compile_s = sum(max(0.0, fs - fn * self.rate.get(g, fs / max(fn, 1))) for g, (fs, fn) in self.first.items())
+        self.run_s = time.perf_counter() - self.t0 - self.compile_s
+        elapsed = time.perf_counter() - self.t0
+        nps = self.networks / max(self.run_s, 1e-9)
+        left = self.total_networks - self.networks
+        eta = left / nps if nps > 0 else float("nan")
+        width = 24
+        fill = int(width * self.chunks / max(self.total_chunks, 1))
+        if not self.quiet:
+            log.info(
+                "[%s%s] chunk %d/%d  %d/%d networks  %.1f net/s  elapsed %.1f s (compile ~%.1f s)  ETA %.0f s",
+                "#" * fill, "-" * (width - fill), self.chunks, self.total_chunks, self.networks,
+                self.total_networks, nps, elapsed, self.compile_s, eta,
+            )
+
+
+def run_sweep(
+    spec: SweepSpec,
+    store_path,
+    *,
+    fresh: bool = False,
+    chunk_size: int | None = None,
+    quiet: bool = False,
+    process_index: int = 0,
+    process_count: int = 1,
+    n_devices: int | None = None,
+) -> RunSummary:
+    """Run (or resume) the sweep into `store_path`. See the module docstring for the multi-host design."""
+    import jax
+
+    t_wall = time.perf_counter()
+    plan: Plan = plan_sweep(spec, chunk_size=chunk_size, n_devices=n_devices)
+    g = open_store(store_path, spec, fresh=fresh, create=process_index == 0, theory_inf=lambda: theory_infinite(spec))
+    done = done_mask(g).reshape(-1)
+    mine = [c for c in plan.chunks if c.index % process_count == process_index]
+    todo = [(c, c.cells[~done[c.cells]]) for c in mine]
+    todo = [(c, cells) for c, cells in todo if len(cells)]
+    skipped = len(mine) - len(todo)
+    S = len(spec.grid.seed)
+    if not todo:
+        log.info("nothing to do: all %d chunks of %s are done", len(mine), store_path)
+        return RunSummary(str(store_path), len(plan.chunks), 0, skipped, 0, 0.0, 0.0, time.perf_counter() - t_wall, 0)
+    if skipped:
+        log.info("resuming: %d of %d chunks already done", skipped, len(mine))
+    n_dev = plan.n_devices
+    mesh = _mesh(n_dev)
+    log.info(
+        "running %d chunks (%d networks) on %d %s device(s), process %d/%d",
+        len(todo), sum(len(c) for _, c in todo) * S, n_dev, jax.default_backend(), process_index, process_count,
+    )
+    loss_obj = make_loss(spec)
+    prog = _Progress(len(todo), sum(len(c) for _, c in todo) * S, quiet)
+    diverged = 0
+    for chunk, cells in todo:
+        t0 = time.perf_counter()
+        data = run_chunk(spec, chunk, cells, mesh, loss_obj=loss_obj)
+        present = set(g.array_keys())
+        write_cells(g, spec, cells, {k: v for k, v in data.items() if k in present})
+        diverged += int(np.sum(data["status"] == 1))
+        prog.update(chunk.group, len(cells) * S, time.perf_counter() - t0)
+    if diverged:
+        log.warning("%d networks diverged (status = diverged in the store)", diverged)
+    return RunSummary(
+        str(store_path), len(plan.chunks), len(todo), skipped, prog.networks, prog.compile_s, prog.run_s,
+        time.perf_counter() - t_wall, diverged,
+    )
+
+
+def pending_cells(store_path) -> int:
+    """Number of cells not yet done in a store."""
+    from ._store import _open_group
+
+    return int((~done_mask(_open_group(store_path, "r"))).sum())
+
+
