@@ -67,7 +67,11 @@ def make_loss(spec: SweepSpec):
 
     t = spec.train
     if t.loss == "exact":
-        return ExactLoss(doublings=doublings_for(min(spec.grid.c) / 4))
+        # slowest decay rate any network can reach: the learned outlier (c) or the bulk's edge, whose
+        # finite-N radius is about sigma (1 + 2/sqrt(N)); a quarter of it, as the trainer's default does
+        edge = min(1.0 - s * (1 + 2 / np.sqrt(n)) for s in spec.grid.sigma for n in spec.grid.N)
+        kappa = max(min(min(spec.grid.c), edge) / 4, 1e-4)
+        return ExactLoss(doublings=doublings_for(kappa))
     if t.loss == "finite_horizon":
         return FiniteHorizonLoss(t.horizon)
     if t.loss == "discrete":
@@ -184,7 +188,7 @@ def build_population(spec: SweepSpec, N: int, net: dict):
     return model, keys
 
 
-def run_chunk(spec: SweepSpec, chunk: Chunk, cells: np.ndarray, mesh, *, loss_obj=None) -> dict:
+def run_chunk(spec: SweepSpec, chunk: Chunk, cells: np.ndarray, mesh, *, loss_obj=None, callback=None) -> dict:
     """Train the networks of `cells` (a subset of the chunk's cells) padded to `chunk.size`; returns
     store-layout arrays (n_cells, n_seeds, ...)."""
     import jax
@@ -212,6 +216,7 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, cells: np.ndarray, mesh, *, loss_ob
         trainable=spec.train.trainable,
         keys=noise_keys,
         keep_spectra=bool(len(si)),
+        callback=callback,
     )
     cut = lambda x: np.asarray(x)[:n_real].reshape((len(cells), S) + np.shape(x)[1:])
     sigma = net["sigma"]
@@ -275,20 +280,12 @@ class _Progress:
         self.total_chunks, self.total_networks = total_chunks, total_networks
         self.chunks = self.networks = 0
         self.run_s = self.compile_s = 0.0
-        self.rate = {}  # group -> steady seconds per network
-        self.first = {}  # group -> (seconds, networks) of its first chunk (includes compile)
         self.quiet = quiet
         self.t0 = time.perf_counter()
 
     def update(self, group, networks, seconds):
         self.chunks += 1
         self.networks += networks
-        if group not in self.first:
-            self.first[group] = (seconds, networks)
-        else:
-            self.rate[group] = seconds / max(networks, 1)
-            f_s, f_n = self.first[group]
-            self.compile_s = sum(max(0.0, fs - fn * self.rate.get(g, fs / max(fn, 1))) for g, (fs, fn) in self.first.items())
         self.run_s = time.perf_counter() - self.t0 - self.compile_s
         elapsed = time.perf_counter() - self.t0
         nps = self.networks / max(self.run_s, 1e-9)
@@ -341,9 +338,17 @@ def run_sweep(
     loss_obj = make_loss(spec)
     prog = _Progress(len(todo), sum(len(c) for _, c in todo) * S, quiet)
     diverged = 0
+    compiled = set()
     for chunk, cells in todo:
         t0 = time.perf_counter()
-        data = run_chunk(spec, chunk, cells, mesh, loss_obj=loss_obj)
+        stamps = []
+        cb = None if chunk.group in compiled else (lambda done, total: stamps.append(time.perf_counter()))
+        data = run_chunk(spec, chunk, cells, mesh, loss_obj=loss_obj, callback=cb)
+        if cb is not None and len(stamps) >= 3:
+            # the first log interval includes the compile; the others are steady
+            d = np.diff([t0] + stamps)
+            prog.compile_s += max(0.0, d[0] - float(np.median(d[1:])))
+        compiled.add(chunk.group)
         present = set(g.array_keys())
         write_cells(g, spec, cells, {k: v for k, v in data.items() if k in present})
         diverged += int(np.sum(data["status"] == 1))
