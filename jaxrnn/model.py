@@ -88,7 +88,7 @@ def init_network(
     """
     dtype = dtype or jnp.result_type(float)
     kW, ku, kv = jax.random.split(key, 3)
-    W = jnp.asarray(sigma, dtype) * jax.random.normal(kW, (N, N), dtype) / np.sqrt(N)
+    W = jnp.asarray(sigma, dtype) * jax.random.normal(kW, (N, N), dtype) / float(np.sqrt(N))
     u = jax.random.normal(ku, (N,), dtype)
     v = jax.random.normal(kv, (N,), dtype)
     if rescale_v:
