@@ -237,7 +237,7 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, cells: np.ndarray, mesh, *, loss_ob
     }
     if len(si):
         ev = np.asarray(res.eigenvalues)[:n_real][:, si, :]
-        pad = np.full(ev.shape[:2] + (max(spec.grid.N),), np.nan + 1j * np.nan, dtype=ev.dtype)
+        pad = np.full(ev.shape[:2] + (max(spec.grid.N),), np.nan + 1j * np.nan, dtype=np.result_type(ev.dtype, np.complex64))
         pad[..., :N] = ev
         out["spectrum"] = pad.reshape((len(cells), S) + pad.shape[1:])
     if theory_supported(spec):
