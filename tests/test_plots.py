@@ -1,0 +1,28 @@
+"""Figures from a store: every kind writes PNG and PDF; `jaxrnn plot`, `compare` and `info` work."""
+
+from jaxrnn.cli import main
+from jaxrnn.plots import plot_store
+from jaxrnn.sweep import run_sweep, spec_from_dict
+
+
+def test_plot_kinds_png_pdf(tmp_path, capsys):
+    spec = spec_from_dict(
+        {
+            "name": "p",
+            "grid": {"N": [4, 6], "sigma": [0.0, 0.3], "c": [0.5, 0.8], "seed": {"count": 2}},
+            "train": {"dt": 0.02, "steps": 20, "n_log": 5, "spectra_at": [0.0, 0.4]},
+            "theory": {"overlay": "none"},
+        }
+    )
+    store = tmp_path / "p.zarr"
+    run_sweep(spec, store, n_devices=1, quiet=True)
+    files = plot_store(store, tmp_path / "figs", kinds=("phase", "curves", "outlier", "spectra", "loss"), formats=("png", "pdf"))
+    names = {f.name for f in files}
+    for stem in ("phase_sigma_N", "phase_c_N", "phase_c_sigma", "t_learn_curves", "outlier", "spectra", "loss"):
+        assert f"{stem}.png" in names and f"{stem}.pdf" in names, names
+    assert all(f.stat().st_size > 1000 for f in files)
+    assert main(["plot", str(store), "--out", str(tmp_path / "f2"), "--phase", "sigma,c"]) == 0
+    assert (tmp_path / "f2" / "phase_c_sigma.png").exists()
+    assert main(["info", str(store)]) == 0
+    assert "8/8 cells done" in capsys.readouterr().out
+    assert main(["plot", str(tmp_path / "missing.zarr")]) == 2
