@@ -116,3 +116,68 @@ def test_failed_cell_reports_status():
     r = theory.solve(leaky_integrator(np.array([0.1, 0.3])), t1=5.0, n_save=11, max_steps=20)
     assert r.ok.shape == (2,)
     assert not np.all(r.ok)
+
+
+# ---------------------------------------------------------------- block-Krylov and Fock-space theories
+
+from jaxrnn.theory._fock import fock_space, solve_fock  # noqa: E402
+from jaxrnn.theory._krylov import krylov_basis, solve_krylov  # noqa: E402
+
+
+def test_krylov_basis_dimension_and_orthonormality():
+    net = init_network(64, 0.5, jax.random.key(2))
+    for k in range(3):
+        Q = krylov_basis(net.W, net.u, net.v, k)
+        assert Q.shape == (64, 2 * (2 ** (k + 1) - 1))
+        np.testing.assert_allclose(Q.T @ Q, np.eye(Q.shape[1]), atol=1e-12)
+    Q0 = krylov_basis(np.zeros((8, 8)), np.ones(8), np.arange(8.0), 3)  # W0 = 0: no new words
+    assert Q0.shape == (8, 2)
+
+
+def test_krylov_depth0_at_sigma0_is_the_8ode():
+    """Galerkin flow with the right metric: at sigma = 0, depth 0 reproduces the 8-ODE."""
+    net = init_network(16, 0.0, jax.random.key(4))
+    ts = np.linspace(0.0, 2.0, 21)
+    target = leaky_integrator(0.1)
+    a = theory.solve(target, network=net, ts=ts, t1=2.0, rtol=1e-11, atol=1e-13)
+    b = solve_krylov(target, net, ts, depth=0, rtol=1e-11, atol=1e-11)
+    assert np.max(np.abs(a.loss - b.loss) / a.loss) <= 1e-7
+    assert np.max(np.abs(a.outlier - b.outlier)) <= 1e-7
+
+
+def test_fock_model_is_the_large_n_limit_of_the_krylov_compression():
+    """E^T C E (Fock model, depth 1) vs Q^T W0 Q from one N = 3000 network: agree to O(N^-1/2)."""
+    sigma, N = 0.5, 3000
+    net = init_network(N, sigma, jax.random.key(5))
+    Q = krylov_basis(net.W, net.u, net.v, 1)  # order: u, v, W u, W v, W^T u, W^T v
+    H = Q.T @ np.asarray(net.W) @ Q
+    C, E = fock_space(sigma, 1, 2)
+    F = E.T @ C @ E  # order: copy 1 (Omega, e1, e2), copy 2 (Omega, e1, e2)
+    perm = [0, 3, 1, 4, 2, 5]
+    Fp = F[np.ix_(perm, perm)]
+    assert np.max(np.abs(H - Fp)) < 6 * sigma / np.sqrt(N)
+    # e.g. <e1, c Omega> = sigma, <Omega, c e2> = sigma, everything else at depth 1 vanishes
+    assert Fp[2, 0] == sigma and Fp[0, 4] == sigma and np.count_nonzero(Fp) == 4
+
+
+def test_fock_at_sigma0_is_the_infinite_n_8ode():
+    ts = np.linspace(0.0, 3.0, 31)
+    a = theory.solve(leaky_integrator(0.1), ts=ts, t1=3.0, rtol=1e-11, atol=1e-13)
+    b = solve_fock(leaky_integrator(0.1), 0.0, ts, depth=0, tail=2, rtol=1e-11, atol=1e-11)
+    assert np.max(np.abs(a.loss - b.loss) / a.loss) <= 1e-7
+    assert np.max(np.abs(a.outlier - b.outlier)) <= 1e-7
+
+
+@pytest.mark.slow
+def test_krylov_learning_time_converges_to_simulation():
+    """Acceptance: N = 64, c = 0.1, sigma = 0.2: depth 1 at least halves the sigma = 0 theory's t_learn
+    error against the full simulation; depth 2 is within 1%."""
+    net = init_network(64, 0.2, jax.random.key(0))
+    target = leaky_integrator(0.1)
+    ts = np.linspace(0.0, 6.0, 601)
+    ref = theory.reference_flow(net, target, ts, rtol=1e-9, atol=1e-9)
+    err0 = abs(theory.solve(target, ts=ts, t1=6.0).t_learn - ref["t_learn"])
+    err1 = abs(solve_krylov(target, net, ts, depth=1).t_learn - ref["t_learn"])
+    err2 = abs(solve_krylov(target, net, ts, depth=2).t_learn - ref["t_learn"])
+    assert err1 <= 0.5 * err0
+    assert err2 <= 0.01 * ref["t_learn"]

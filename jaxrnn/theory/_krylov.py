@@ -44,12 +44,13 @@ def krylov_basis(W0, u0, v0, depth: int, *, rtol: float = 1e-10) -> np.ndarray:
     basis = np.zeros((W0.shape[0], 0))
     level = np.stack([u0, v0], -1)
     for j in range(depth + 1):
+        scale = max(np.max(np.linalg.norm(level, axis=0)), np.finfo(float).tiny)
         for col in level.T:
-            x = col / np.linalg.norm(col)
+            x = col / scale
             for _ in range(2):
                 x = x - basis @ (basis.T @ x)
             n = np.linalg.norm(x)
-            if n > rtol:
+            if n > rtol * np.linalg.norm(col / scale) and n > 0:
                 basis = np.concatenate([basis, (x / n)[:, None]], -1)
         if j < depth:
             level = np.concatenate([W0 @ level, W0.T @ level], -1)
