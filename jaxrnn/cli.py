@@ -188,7 +188,14 @@ def _parser():
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may follow options; anything else left over is an error (exit 2)
+    bad = [e for e in extra if "=" not in e or e.startswith("-") or not hasattr(args, "overrides")]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     _setup_logging(getattr(args, "quiet", False))
     from .sweep import ConfigError, StoreMismatch
 
