@@ -1,6 +1,14 @@
 """jaxrnn: train thousands of linear RNNs at once, with the theory of how they learn beside them."""
 
-from importlib.metadata import PackageNotFoundError, version as _version
+import os as _os
+
+# jaxlib's CPU LAPACK kernels (the LU behind every solve) call a multithreaded OpenBLAS once per
+# small matrix of a vmapped batch; its spinning threads gain nothing there and, on a busy machine,
+# made a 64x64 solve 100x slower (measured: 0.7 ms alone, 170-240 ms beside two other busy processes).
+# A default only: an explicit OPENBLAS_NUM_THREADS wins, and it acts only if numpy is not loaded yet.
+_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from importlib.metadata import PackageNotFoundError, version as _version  # noqa: E402
 
 from .loss import (
     discrete_loss as discrete_loss,

@@ -56,10 +56,14 @@ def learning_time(t, loss, *, threshold: float = 1e-2):
 
 
 def eigenvalue_learning_time(t, outlier, target_eigenvalue, *, tolerance: float = 1e-2):
-    """First time |lambda_out(t) - lambda*| < tolerance |lambda*|, interpolated linearly in the error."""
+    """First time |lambda_out(t) - lambda*| < tolerance |lambda*|, interpolated linearly in the error.
+
+    Where lambda* = 0 (c = 1) the error is absolute.
+    """
     outlier = np.asarray(outlier)
     target_eigenvalue = np.asarray(target_eigenvalue)[..., None]
-    err = np.abs(outlier - target_eigenvalue) / np.abs(target_eigenvalue)
+    scale = np.abs(target_eigenvalue)
+    err = np.abs(outlier - target_eigenvalue) / np.where(scale > 0, scale, 1.0)
     return _first_crossing(t, err, tolerance, log=False)
 
 

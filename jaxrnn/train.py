@@ -436,7 +436,7 @@ def train(
     t = ls * method.time_per_step
     out = {k: np.stack(v, axis=1) for k, v in logs.items()}
     if compute_spectra:
-        spectra = np.stack(eigs, axis=1)  # (M, n_log, N)
+        spectra = np.stack(eigs, axis=1).astype(complex)  # (M, n_log, N); eigvals is real when all are
         outlier = outlier_eigenvalue(spectra, targets.kind)
     else:
         spectra, outlier = None, np.full((M, len(ls)), np.nan + 0j)

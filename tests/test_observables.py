@@ -54,3 +54,8 @@ def test_charge_is_invariant_direction_of_the_loss():
     assert float(jnp.max(jnp.abs(M))) < 1e-13
     C = charge(net.W, net.u, net.v, net.rates)
     np.testing.assert_allclose(C, C.T, atol=1e-14)  # N(N+1)/2 charges: C is symmetric
+
+
+def test_eigenvalue_learning_time_absolute_at_zero_target():
+    t = np.array([0.0, 1.0])
+    assert np.isfinite(eigenvalue_learning_time(t, np.array([0.5, 0.0]), 0.0))
