@@ -144,8 +144,6 @@ def damped_oscillator(c, w, *, dtype=None) -> ExponentialSum:
 
 def _single_pole(c, w, dtype, kind):
     dtype = dtype or jnp.result_type(float)
-    c = jnp.asarray(c, dtype)
-    w = jnp.broadcast_to(jnp.asarray(w, dtype), c.shape)
-    c, w = jnp.broadcast_arrays(c, w)
+    c, w = jnp.broadcast_arrays(jnp.asarray(c, dtype), jnp.asarray(w, dtype))
     one, zero = jnp.ones_like(c)[..., None], jnp.zeros_like(c)[..., None]
     return ExponentialSum(one, zero, c[..., None], -w[..., None], kind=kind)

@@ -65,3 +65,9 @@ def test_population_of_targets_vmaps():
 def test_bad_targets_raise_named_errors(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_scalar_c_with_array_w_broadcasts():
+    pop = jaxrnn.damped_oscillator(0.1, np.array([0.5, 1.0, 2.0]))
+    np.testing.assert_allclose(pop.s_re[:, 0], 0.1)
+    np.testing.assert_allclose(pop.s_im[:, 0], [-0.5, -1.0, -2.0])
