@@ -107,7 +107,7 @@ def _cmd_theory(args):
 def _cmd_compare(args):
     from .plots import compare_table
 
-    print(compare_table(args.store))
+    print(compare_table(args.store, per_seed=args.per_seed))
     return 0
 
 
@@ -173,6 +173,7 @@ def _parser():
     config_cmd("theory", "print the N -> inf sigma = 0 theory's learning times for a config's (c, w, eta)").set_defaults(func=_cmd_theory)
     c = sub.add_parser("compare", help="theory vs simulation table for a store", description="theory vs simulation table for a store")
     c.add_argument("store")
+    c.add_argument("--per-seed", type=int, default=8, help="list the per-network errors of the first N seeds of each cell (0: none)")
     c.set_defaults(func=_cmd_compare)
     pl = sub.add_parser("plot", help="draw figures from a store", description="draw phase diagrams, curves, outliers and spectra from a store")
     pl.add_argument("store")

@@ -224,14 +224,24 @@ def plot_store(store, out, *, kinds=("phase",), formats=("png",), phase=()):
     return files
 
 
-def compare_table(store) -> str:
-    """Theory vs simulation: per (N, c, w, eta), sigma = 0 cells only."""
+def compare_table(store, per_seed: int = 8) -> str:
+    """Theory vs simulation: per (N, c, w, eta), sigma = 0 cells only.
+
+    Columns: `max|sim/own-1|` the largest per-network relative error of t_learn against the sigma = 0
+    theory started from that network's own initial condition; `mean/inf-1` the seed-mean's relative
+    error against the N -> inf theory, with its standard error (`sem`, std / sqrt(seeds) / mean).
+    Below the table, each cell's per-network relative errors (the first `per_seed` seeds; 0: none).
+    """
     from .sweep import open_dataset
 
     ds = open_dataset(store).load()
     if "theory_t_learn" not in ds or 0.0 not in ds["sigma"].values:
         return "no sigma = 0 theory in this store (needs theory.overlay and sigma = 0 in the grid)"
-    lines = [f"{'N':>6} {'c':>7} {'w':>7} {'eta':>6} {'seeds':>5} {'max|sim/own-1|':>15} {'mean sim':>10} {'theory inf':>10} {'mean/inf-1':>11} {'std/mean':>9}"]
+    lines = [
+        f"{'N':>6} {'c':>7} {'w':>7} {'eta':>6} {'seeds':>5} {'max|sim/own-1|':>15} {'mean sim':>10} "
+        f"{'theory inf':>10} {'mean/inf-1':>11} {'sem':>9} {'std/mean':>9}"
+    ]
+    detail = []
     sim = ds["t_learn"].sel(sigma=0.0).isel(optimizer=0)
     own = ds["theory_t_learn"].sel(sigma=0.0).isel(optimizer=0)
     for N in ds["N"].values:
@@ -241,9 +251,18 @@ def compare_table(store) -> str:
                     s = sim.sel(N=N, c=c, w=w, eta=e).values
                     o = own.sel(N=N, c=c, w=w, eta=e).values
                     inf = float(ds["theory_inf_t_learn"].sel(c=c, w=w, eta=e)) if "theory_inf_t_learn" in ds else np.nan
+                    n = int(np.isfinite(s).sum())
                     m = np.nanmean(s)
+                    rel = s / o - 1
+                    sem = np.nanstd(s, ddof=1) / np.sqrt(n) / m if n > 1 else np.nan
                     lines.append(
-                        f"{N:6d} {c:7.3g} {w:7.3g} {e:6.3g} {np.isfinite(s).sum():5d} {np.nanmax(np.abs(s / o - 1)):15.2e} "
-                        f"{m:10.5g} {inf:10.5g} {m / inf - 1:+11.3e} {np.nanstd(s) / m:9.2e}"
+                        f"{N:6d} {c:7.3g} {w:7.3g} {e:6.3g} {n:5d} {np.nanmax(np.abs(rel)):15.2e} "
+                        f"{m:10.5g} {inf:10.5g} {m / inf - 1:+11.3e} {sem:9.2e} {np.nanstd(s) / m:9.2e}"
                     )
+                    if per_seed:
+                        shown = " ".join(f"{r:+.1e}" for r in rel[:per_seed])
+                        more = f" ... ({len(rel) - per_seed} more)" if len(rel) > per_seed else ""
+                        detail.append(f"  N={N} c={c:.3g} w={w:.3g} eta={e:.3g}: {shown}{more}")
+    if detail:
+        lines += ["per-network sim/own-theory - 1 (t_learn), by seed:"] + detail
     return "\n".join(lines)
