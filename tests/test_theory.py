@@ -21,11 +21,6 @@ def _nonzero_pair(W):
     return np.sort_complex(ev)
 
 
-@pytest.fixture(scope="module")
-def net64():
-    return init_network(64, 0.0, jax.random.key(0))
-
-
 def test_two_pole_loss_matches_lyapunov_loss():
     """Closed-form two-pole loss == the core engine's Lyapunov loss of the same 2-state network (N = 2, scale 1)."""
     rng = np.random.default_rng(1)
@@ -39,13 +34,22 @@ def test_two_pole_loss_matches_lyapunov_loss():
             assert abs(got - ref) <= 1e-12 * max(1.0, abs(ref))
 
 
-@pytest.mark.parametrize("kind,t1", [("integrator", 3.0), ("oscillator", 1.0)])
-def test_eight_ode_matches_full_flow(net64, kind, t1):
-    """Acceptance: 8-ODE vs full N = 64 flow at sigma = 0, same initial condition: <= 1e-6 relative."""
+@pytest.mark.parametrize(
+    "N,kind,t1",
+    [
+        pytest.param(64, "integrator", 3.0, marks=pytest.mark.slow),  # ~50 s each on one core
+        pytest.param(64, "oscillator", 1.0, marks=pytest.mark.slow),
+        (16, "integrator", 1.5),  # fast equivalents: same assertions, smaller N, shorter t
+        (16, "oscillator", 0.5),
+    ],
+)
+def test_eight_ode_matches_full_flow(N, kind, t1):
+    """Acceptance: 8-ODE vs full N-dim flow at sigma = 0, same initial condition: <= 1e-6 relative."""
+    net = init_network(N, 0.0, jax.random.key(0))
     target = leaky_integrator(0.1) if kind == "integrator" else damped_oscillator(0.1, 1.0)
     ts = np.linspace(0.0, t1, 31)
-    ref = theory.reference_flow(net64, target, ts, rtol=1e-11, atol=1e-11)
-    th = theory.solve(target, network=net64, ts=ts, t1=t1, rtol=1e-11, atol=1e-13)
+    ref = theory.reference_flow(net, target, ts, rtol=1e-11, atol=1e-11)
+    th = theory.solve(target, network=net, ts=ts, t1=t1, rtol=1e-11, atol=1e-13)
     assert ref["ok"] and th.ok
     assert np.max(np.abs(th.loss - ref["loss"]) / ref["loss"]) <= 1e-6
     # Outlier: relative to the size of W(t). Near the nilpotent start (M0 = 0) eigenvalues are ill-conditioned
@@ -55,7 +59,7 @@ def test_eight_ode_matches_full_flow(net64, kind, t1):
     assert np.all(err[1:] <= 1e-6 * Wn[1:])
     assert abs(th.outlier[-1] - ref["outlier"][-1]) <= 1e-6 * max(abs(ref["outlier"][-1]), Wn[-1])
     # the flow stays of the form W = Q M Q^T, and M agrees with the compression Q^T W Q
-    y0, Q = theory.eight_state_from_network(net64)
+    y0, Q = theory.eight_state_from_network(net)
     Q = np.asarray(Q)
     M = th["y"][:, :4].reshape(-1, 2, 2)
     QWQ = np.einsum("ia,tij,jb->tab", Q, ref["W"], Q)
@@ -171,13 +175,20 @@ def test_fock_at_sigma0_is_the_infinite_n_8ode():
 @pytest.mark.slow
 def test_krylov_learning_time_converges_to_simulation():
     """Acceptance: N = 64, c = 0.1, sigma = 0.2: depth 1 at least halves the sigma = 0 theory's t_learn
-    error against the full simulation; depth 2 is within 1%."""
-    net = init_network(64, 0.2, jax.random.key(0))
+    error against the full simulation (core trainer, RK4 dt = 0.005, float64, logged every 2 steps);
+    depth 2 is within 1%. Measured (docs/theory.md): errors 36% / 4.3% / 0.38% (net 0), ~2.5 min on one core."""
+    import jaxrnn
+    from jaxrnn.model import init_population
+
+    pop = init_population(64, 0.2, 0, 2, dtype=jnp.float64)
     target = leaky_integrator(0.1)
-    ts = np.linspace(0.0, 6.0, 601)
-    ref = theory.reference_flow(net, target, ts, rtol=1e-9, atol=1e-9)
-    err0 = abs(theory.solve(target, ts=ts, t1=6.0).t_learn - ref["t_learn"])
-    err1 = abs(solve_krylov(target, net, ts, depth=1).t_learn - ref["t_learn"])
-    err2 = abs(solve_krylov(target, net, ts, depth=2).t_learn - ref["t_learn"])
-    assert err1 <= 0.5 * err0
-    assert err2 <= 0.01 * ref["t_learn"]
+    sim = jaxrnn.train(pop, target, method=jaxrnn.GradientFlow(0.005, "rk4"), steps=400, log_steps=np.arange(0, 401, 2))
+    ts = np.asarray(sim.t, float)
+    err0 = abs(theory.solve(target, ts=ts, t1=float(ts[-1]), rtol=1e-10, atol=1e-12).t_learn - sim.t_learn)
+    for i in range(2):
+        net = LinearRNN(pop.W[i], pop.u[i], pop.v[i])
+        ref = float(sim.t_learn[i])
+        err1 = abs(solve_krylov(target, net, ts, depth=1, rtol=1e-9, atol=1e-11).t_learn - ref)
+        err2 = abs(solve_krylov(target, net, ts, depth=2, rtol=1e-9, atol=1e-11).t_learn - ref)
+        assert err1 <= 0.5 * err0[i]
+        assert err2 <= 0.01 * ref
