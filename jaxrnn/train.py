@@ -394,7 +394,7 @@ def train(
     trainable = tuple(trainable)
     if not trainable or any(p not in TRAINABLE for p in trainable):
         raise ValueError(f"trainable must be a non-empty subset of {TRAINABLE}, got {trainable}")
-    M, N = model.W.shape[0], model.W.shape[-1]
+    M = model.W.shape[0]
     eta_np = np.broadcast_to(np.asarray(eta, dtype=float), (M,))
     if np.any(~np.isfinite(eta_np)) or np.any(eta_np <= 0):
         raise ValueError(f"eta must be finite and > 0, got {eta}")

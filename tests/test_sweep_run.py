@@ -1,6 +1,5 @@
 """Runner and store: resume, done mask, config-hash refusal, chunk- and device-independence, SIGKILL."""
 
-import os
 import random
 import signal
 import subprocess
