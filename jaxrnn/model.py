@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["LinearRNN", "init_network", "init_population", "network_key", "SCALINGS"]
+__all__ = ["LinearRNN", "init_network", "init_population", "network_key", "network_keys", "SCALINGS"]
 
 # readout scale s_N and the gradient-flow rate multipliers (W, u, v) of each scaling.
 SCALINGS = ("mean_field", "standard")
@@ -72,6 +72,13 @@ def network_key(seed: int, index) -> PRNGKeyArray:
     return jax.random.fold_in(jax.random.key(seed), index)
 
 
+def network_keys(seed, indices) -> PRNGKeyArray:
+    """Keys of networks `indices` (an int M means 0..M-1); `seed` is one seed or one per network."""
+    indices = jnp.arange(indices) if np.ndim(indices) == 0 else jnp.asarray(indices)
+    seeds = jnp.broadcast_to(jnp.asarray(seed, jnp.uint32), indices.shape)
+    return jax.vmap(network_key)(seeds, indices.astype(jnp.uint32))
+
+
 def init_network(
     N: int,
     sigma,
@@ -99,7 +106,7 @@ def init_network(
 def init_population(
     N: int,
     sigma,
-    seed: int,
+    seed,
     indices,
     *,
     rescale_v: bool = False,
@@ -108,7 +115,8 @@ def init_population(
 ) -> LinearRNN:
     """A population: network `indices[i]` of `seed`, with initial scale `sigma` (scalar or per network).
 
-    `indices` may be an int M (networks 0..M-1) or an array of network indices.
+    `indices` may be an int M (networks 0..M-1) or an array of network indices; `seed` one seed or
+    one per network (a sweep's networks come from several seeds).
     """
     if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 1:
         raise ValueError(f"N must be a positive integer, got {N!r}")
@@ -117,6 +125,6 @@ def init_population(
     if np.any(~np.isfinite(sig)) or np.any(sig < 0):
         raise ValueError(f"sigma must be finite and >= 0, got {sigma}")
     sigma = jnp.broadcast_to(jnp.asarray(sigma, dtype or jnp.result_type(float)), indices.shape)
-    keys = jax.vmap(lambda i: network_key(seed, i))(indices)
+    keys = network_keys(seed, indices)
     make = lambda k, s: init_network(N, s, k, rescale_v=rescale_v, scaling=scaling, dtype=dtype)
     return eqx.filter_vmap(make)(keys, sigma)

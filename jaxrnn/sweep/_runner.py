@@ -175,17 +175,12 @@ def _shard(tree, mesh):
 
 def build_population(spec: SweepSpec, N: int, net: dict):
     """The initial population and its per-network keys: network (seed, draw) -> network_key(seed, draw)."""
-    import equinox as eqx
-    import jax
-    import jax.numpy as jnp
+    from ..model import init_population, network_keys
 
-    from ..model import init_network, network_key
-
-    dt = _dtype(spec)
-    keys = jax.vmap(network_key)(jnp.asarray(net["seed"], jnp.uint32), jnp.asarray(net["draw"], jnp.uint32))
-    make = lambda k, s: init_network(N, s, k, rescale_v=spec.train.rescale_v, scaling=spec.train.scaling, dtype=dt)
-    model = eqx.filter_vmap(make)(keys, jnp.asarray(net["sigma"], dt))
-    return model, keys
+    model = init_population(
+        N, net["sigma"], net["seed"], net["draw"], rescale_v=spec.train.rescale_v, scaling=spec.train.scaling, dtype=_dtype(spec)
+    )
+    return model, network_keys(net["seed"], net["draw"])
 
 
 def run_chunk(spec: SweepSpec, chunk: Chunk, cells: np.ndarray, mesh, *, loss_obj=None, callback=None) -> dict:
