@@ -132,8 +132,10 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     cfg = tmp_path / "kill.toml"
     cfg.write_text(
         'name = "kill"\n[grid]\nN = [4]\nsigma = {linspace = [0.0, 0.5, 6]}\nc = [0.5, 0.8]\nseed = {count = 2}\n'
-        '[train]\ndt = 0.02\nsteps = 30\nn_log = 6\nspectra_at = [0.3]\n[theory]\noverlay = "none"\n'
+        '[train]\ndt = 0.02\nsteps = 600\nn_log = 6\nspectra_at = [0.3]\n[theory]\noverlay = "none"\n'
     )
+    # 600 steps make a chunk take ~0.3 s after compilation, longer than the random delay below, so at least
+    # one of the >= 2 chunks left when kill_at is reached is still to run when the kill lands
     out = tmp_path / "res"
     cmd = [sys.executable, "-m", "jaxrnn.cli", "run", str(cfg), "--out", str(out), "--chunk-size", "2", "--no-plot", "--quiet"]
     store = out / "kill.zarr"
@@ -143,7 +145,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     deadline = time.time() + 240
     while _done_count(store) < kill_at and p.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(random.random() * 0.3)  # land anywhere in the next chunk, writes included
+    time.sleep(random.random() * 0.2)  # land anywhere in the next chunk, writes included
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert _done_count(store) < total, "the run finished before it could be killed"
