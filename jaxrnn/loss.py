@@ -9,6 +9,9 @@ Write s = the readout scale (1/N mean-field), A = W - I, and k*(tau) = Re sum_j 
       dL/dv = s^2 P v - s Re sum_j r_j x_j,        y_j = (s_j I - A)^{-T} v.
 - `finite_horizon_loss`: L_T = 1/(2T) int_0^T (T - tau)(k - k*)^2 dtau, the time-averaged loss over
   [0, T] of a network and target started at rest (finite for c = 0).
+  Both take `gramian="dense"` (Smith doubling, O(N^3 log(1/c)) matmuls, autodiff-able) or
+  `gramian="low_rank"` (ADI factors P = Z_P Z_P^T, O = Z_O Z_O^T with cyclic shifts {1, c_j}: a few LUs
+  plus O(N^2) per ADI step; for real-pole targets (`kind="integrator"`) at large N).
 - `discrete_loss`: the exact loss of the Euler-discretised network h' = F h + sqrt(dt) u xi,
   F = I + dt A, against the exactly discretised target (rho_j = exp(-s_j dt)):
       L_dt = dt/2 [ s^2 v^T P_d v - 2 s Re sum_j r_j v^T (I - rho_j F)^{-1} u + sum_m k*(m dt)^2 ].
@@ -24,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from .lyapunov import DEFAULT_DOUBLINGS, doublings_for, gramians, solve_stein
+from .lyapunov import DEFAULT_DOUBLINGS, doublings_for, gramians, low_rank_gramians, solve_stein
 from .model import LinearRNN
 from .targets import ExponentialSum
 
@@ -37,8 +40,13 @@ __all__ = [
 ]
 
 
-def _resolvents(model: LinearRNN, target: ExponentialSum):
-    """x_j = (s_j I - A)^{-1} u and y_j = (s_j I - A)^{-T} v, complex, shape (J, N)."""
+def _resolvents(model: LinearRNN, target: ExponentialSum, after=None, adjoint: bool = True):
+    """x_j = (s_j I - A)^{-1} u and (if `adjoint`, else None) y_j = (s_j I - A)^{-T} v, complex, (J, N).
+
+    Both come from one batched solve, started only once `after` (e.g. the Cayley solve's output) is
+    computed: jaxlib 0.10's CPU LAPACK kernels fan batches out over XLA's intra-op pool and block on
+    them, so two batched solves that XLA runs concurrently can deadlock a pool of 2 threads.
+    """
     cdtype = jnp.result_type(model.W.dtype, jnp.complex64)
     N = model.N
     eye = jnp.eye(N, dtype=cdtype)
@@ -46,48 +54,102 @@ def _resolvents(model: LinearRNN, target: ExponentialSum):
     poles = target.poles.astype(cdtype)
     mats = poles[:, None, None] * eye - A  # (J, N, N)
     J = poles.shape[0]
-    solve = lambda M, b: jnp.linalg.solve(M, jnp.broadcast_to(b.astype(cdtype), (J, N))[..., None])[..., 0]
-    return solve(mats, model.u), solve(jnp.swapaxes(mats, -1, -2), model.v)
+    rhs = jnp.broadcast_to(model.u.astype(cdtype), (J, N))
+    if adjoint:
+        mats = jnp.concatenate([mats, jnp.swapaxes(mats, -1, -2)])
+        rhs = jnp.concatenate([rhs, jnp.broadcast_to(model.v.astype(cdtype), (J, N))])
+    if after is not None:  # a data dependency (XLA drops optimization barriers before execution)
+        mats = mats + (0 * after.ravel()[0]).astype(cdtype)
+    xy = jnp.linalg.solve(mats, rhs[..., None])[..., 0]
+    return (xy[:J], xy[J:]) if adjoint else (xy, None)
+
+
+GRAMIANS = ("dense", "low_rank")
+
+
+def check_gramian(gramian: str, target: ExponentialSum) -> None:
+    """Raise early for an unknown `gramian` or a low-rank solve of a target with complex poles."""
+    if gramian not in GRAMIANS:
+        raise ValueError(f"gramian must be one of {GRAMIANS}, got {gramian!r}")
+    if gramian == "low_rank" and target.kind != "integrator":
+        raise ValueError(
+            f"gramian='low_rank' uses real ADI shifts and needs real target poles (kind='integrator'), got "
+            f"kind={target.kind!r}: complex poles -c +- iw converge at only ~1 - 2c/|s| per step; use gramian='dense'"
+        )
+
+
+def _gramian_terms(model: LinearRNN, target: ExponentialSum, gramian: str, doublings: int, shift: float,
+                   max_steps: int, need_grad: bool = True):
+    """P v, O u, O P (None unless need_grad), the resolvents x, y and the solver tail, by either solver."""
+    check_gramian(gramian, target)
+    N = model.N
+    A = model.W - jnp.eye(N, dtype=model.W.dtype)
+    if gramian == "dense":
+        P, O, tail = gramians(A, model.u, model.v, doublings=doublings, shift=shift)
+        x, y = _resolvents(model, target, after=P)
+        return P @ model.v, O @ model.u, (O @ P if need_grad else None), x, y, tail
+    shifts = jnp.concatenate([jnp.ones((1,), A.dtype), target.s_re.astype(A.dtype)])
+    Zp, Zo, R, tail = low_rank_gramians(A, model.u, model.v, shifts, max_steps=max_steps)
+    # real poles s_j are shifts 1..J: x_j = (s_j I - A)^{-1} u = -(A - s_j I)^{-1} u, from the same inverses
+    cdtype = jnp.result_type(A.dtype, jnp.complex64)
+    x = -(R[1:] @ model.u).astype(cdtype)
+    y = -(model.v @ R[1:]).astype(cdtype)
+    OP = (Zo @ (Zo.T @ Zp)) @ Zp.T if need_grad else None
+    return Zp @ (Zp.T @ model.v), Zo @ (Zo.T @ model.u), OP, x, y, tail
 
 
 def population_loss_and_grad(
-    model: LinearRNN, target: ExponentialSum, *, doublings: int = DEFAULT_DOUBLINGS, shift: float = 1.0
+    model: LinearRNN,
+    target: ExponentialSum,
+    *,
+    doublings: int = DEFAULT_DOUBLINGS,
+    shift: float = 1.0,
+    gramian: str = "dense",
+    max_steps: int = 128,
 ) -> tuple[Scalar, LinearRNN, Scalar]:
     """Exact stationary loss, its gradient (a `LinearRNN` of dL/dW, dL/du, dL/dv) and the solver tail.
 
-    `tail` = max|F^(2^K)| of the Smith doubling: small when W - I is Hurwitz and the solve converged;
-    O(1) or larger flags a network that is not (see `lyapunov`).
+    `tail`: for `gramian="dense"`, max|F^(2^K)| of the Smith doubling: small when W - I is Hurwitz and
+    the solve converged, O(1) or larger flags a network that is not (see `lyapunov`). For "low_rank",
+    the ADI's relative last increment (<= sqrt(eps)/10 once converged; `max_steps` caps the steps).
     """
     s = model.readout_scale
-    N = model.N
-    A = model.W - jnp.eye(N, dtype=model.W.dtype)
-    P, O, tail = gramians(A, model.u, model.v, doublings=doublings, shift=shift)
-    x, y = _resolvents(model, target)
+    Pv, Ou, OP, x, y, tail = _gramian_terms(model, target, gramian, doublings, shift, max_steps)
     r = target.residues.astype(x.dtype)
-    Pv = P @ model.v
     cross = jnp.real(jnp.sum(r * (x @ model.v.astype(x.dtype))))
     loss = 0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())
     rx, ry = r[:, None] * x, r[:, None] * y
-    gW = s**2 * O @ P - s * jnp.real(jnp.einsum("ji,jk->ik", ry, x))
-    gu = s**2 * O @ model.u - s * jnp.real(jnp.sum(ry, 0))
+    gW = s**2 * OP - s * jnp.real(jnp.einsum("ji,jk->ik", ry, x))
+    gu = s**2 * Ou - s * jnp.real(jnp.sum(ry, 0))
     gv = s**2 * Pv - s * jnp.real(jnp.sum(rx, 0))
     grad = LinearRNN(gW.astype(model.W.dtype), gu.astype(model.u.dtype), gv.astype(model.v.dtype), scaling=model.scaling)
     return loss.astype(model.W.dtype), grad, tail
 
 
 def population_loss(
-    model: LinearRNN, target: ExponentialSum, *, doublings: int = DEFAULT_DOUBLINGS, shift: float = 1.0
+    model: LinearRNN,
+    target: ExponentialSum,
+    *,
+    doublings: int = DEFAULT_DOUBLINGS,
+    shift: float = 1.0,
+    gramian: str = "dense",
+    max_steps: int = 128,
 ) -> Scalar:
     """Exact stationary population loss L = 1/2 int_0^inf (k - k*)^2 dtau of one network.
 
-    Differentiable by autodiff too; `population_loss_and_grad` gives the adjoint gradients.
+    With `gramian="dense"` it is differentiable by autodiff too (the low-rank ADI is a while loop);
+    `population_loss_and_grad` gives the adjoint gradients for both.
     """
     s = model.readout_scale
-    A = model.W - jnp.eye(model.N, dtype=model.W.dtype)
-    P, _, _ = gramians(A, model.u, model.v, doublings=doublings, shift=shift)
-    x, _ = _resolvents(model, target)
+    if gramian == "dense":  # only P is needed: skip O (autodiff users rely on this path)
+        A = model.W - jnp.eye(model.N, dtype=model.W.dtype)
+        P, _, _ = gramians(A, model.u, model.v, doublings=doublings, shift=shift)
+        x, _ = _resolvents(model, target, after=P, adjoint=False)
+        Pv = P @ model.v
+    else:
+        Pv, _, _, x, _, _ = _gramian_terms(model, target, gramian, doublings, shift, max_steps, need_grad=False)
     cross = jnp.real(jnp.sum(target.residues.astype(x.dtype) * (x @ model.v.astype(x.dtype))))
-    return (0.5 * (s**2 * model.v @ P @ model.v - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
+    return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
 
 
 def _augmented(model: LinearRNN, target: ExponentialSum):

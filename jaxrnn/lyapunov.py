@@ -12,6 +12,10 @@ The truncation error is F^(2^K) X F^(2^K)T, so the returned `tail` = max |F^(2^K
 relative error and flags a non-Hurwitz A (then |F^(2^K)| grows instead of vanishing). An eigenvalue
 -kappa of A maps to (p - kappa)/(p + kappa) ~ 1 - 2 kappa/p, so K ~ log2(p/kappa) + 5 doublings
 reach machine precision (THEORY.md section 2).
+
+For large N with a single input vector, `low_rank_gramians` gives P ~ Z_P Z_P^T and O ~ Z_O Z_O^T by
+low-rank ADI (Li-White) with a few cyclic real shifts: one inverse per shift and O(N^2) per ADI step
+instead of O(N^3) per doubling (one batched solve, which runs on GPU/TPU; no eig or schur).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
-__all__ = ["solve_lyapunov", "solve_stein", "gramians", "doublings_for", "cayley"]
+__all__ = ["solve_lyapunov", "solve_stein", "gramians", "low_rank_gramians", "doublings_for", "cayley"]
 
 DEFAULT_DOUBLINGS = 16  # enough for slowest decay rates down to ~1e-4 at shift p = 1
 
@@ -79,3 +84,60 @@ def gramians(A, u, v, *, doublings: int = DEFAULT_DOUBLINGS, shift: float = 1.0)
     h = R.T @ v  # (pI - A)^{-T} v
     P, O, tail = _smith(F, 2 * shift * jnp.outer(g, g), 2 * shift * jnp.outer(h, h), doublings)
     return P, O, tail
+
+
+def _adi_factor(R, shifts, b, *, transpose: bool, max_steps: int, tol: float):
+    """Low-rank ADI factor of X with A X + X A^T + b b^T = 0 (or, `transpose`, A^T X + X A + b b^T = 0).
+
+    With R_k = (A - p_k I)^{-1} (given, cycling through the m real shifts p_k > 0):
+        V_1 = sqrt(2 p_1) R_1 b,     V_{k+1} = sqrt(p_{k+1}/p_k) [V_k + (p_k + p_{k+1}) R_{k+1} V_k],
+    and X = sum_k V_k V_k^T. One shift gives V_{k+1} = F V_k with F = R (A + pI), the Cayley factor:
+    an eigenvalue lambda of A is damped by |lambda + p| / |lambda - p| per step. Stops once
+    |V_k| <= tol |Z|_F. Returns (Z of shape (n, max_steps), zero beyond the steps taken, and
+    tail = |V_next| / |Z|_F, which stays O(1) or grows when A is not Hurwitz).
+    """
+    m = shifts.shape[0]
+    n = b.shape[0]
+    apply = (lambda k, x: x @ R[k % m]) if transpose else (lambda k, x: R[k % m] @ x)
+    V0 = jnp.sqrt(2 * shifts[0]) * apply(0, b)
+    Z0 = jnp.zeros((n, max_steps), b.dtype)
+
+    def cond(carry):
+        k, V, _, total = carry
+        return (k < max_steps) & ~(V @ V <= tol**2 * total)
+
+    def body(carry):
+        k, V, Z, total = carry
+        Z = Z.at[:, k].set(V)
+        total = total + V @ V
+        p, q = shifts[k % m], shifts[(k + 1) % m]
+        V = jnp.sqrt(q / p) * (V + (p + q) * apply(k + 1, V))
+        return k + 1, V, Z, total
+
+    _, V, Z, total = jax.lax.while_loop(cond, body, (jnp.asarray(0), V0, Z0, jnp.zeros((), b.dtype)))
+    return Z, jnp.sqrt(V @ V / total)
+
+
+def shifted_inverses(A: Float[Array, "n n"], shifts: Float[Array, " m"]) -> Float[Array, "m n n"]:
+    """(A - p_k I)^{-1} for each shift, from one batched solve (a single LAPACK/cuSolver call)."""
+    eye = jnp.eye(A.shape[-1], dtype=A.dtype)
+    mats = A[None] - shifts[:, None, None] * eye
+    return jnp.linalg.solve(mats, jnp.broadcast_to(eye, mats.shape))
+
+
+def low_rank_gramians(A, u, v, shifts, *, max_steps: int = 128, tol: float | None = None):
+    """Low-rank factors Z_P, Z_O with P = Z_P Z_P^T, O = Z_O Z_O^T (see `gramians`), by ADI.
+
+    `shifts` are real and > 0 (ADI poles at -p_k); cycling p = 1 (the bulk of W - I sits near -1) and
+    p = c (where the target puts the outlier) damps both by a factor <= 0.3 per cycle for c = 0.1,
+    sigma <= 0.5. `tol` defaults to sqrt(eps)/10 of the dtype (relative error of P ~ tol^2). The
+    shifted inverses come from one batched solve; the ADI steps are matrix-vector products.
+    Returns (Z_P, Z_O, R, tail) with R the stacked (A - p_k I)^{-1} (reusable for resolvents at the
+    shifts) and tail = max of the two chains' |V_next| / |Z|_F: <= tol when both converged.
+    """
+    if tol is None:
+        tol = float(np.sqrt(np.finfo(np.dtype(A.dtype)).eps)) / 10
+    R = shifted_inverses(A, shifts)
+    Zp, tp = _adi_factor(R, shifts, u, transpose=False, max_steps=max_steps, tol=tol)
+    Zo, to = _adi_factor(R, shifts, v, transpose=True, max_steps=max_steps, tol=tol)
+    return Zp, Zo, R, jnp.maximum(tp, to)
