@@ -169,3 +169,30 @@ def test_float32_loss_is_close_to_float64():
     L32 = jaxrnn.population_loss(net32, target32)
     assert L32.dtype == jnp.float32
     assert abs(float(L32) - float(jaxrnn.population_loss(net, jaxrnn.leaky_integrator(0.1)))) < 1e-4
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.3])
+def test_low_rank_loss_and_grad_equal_dense(sigma):
+    """ADI Gramian factors give the dense (Smith-doubling) loss and adjoint gradients to 1e-10."""
+    target = jaxrnn.leaky_integrator(0.1)
+    for seed in range(2):
+        net = jaxrnn.init_network(40, sigma, jax.random.key(seed))
+        # move the outlier out towards 1 - c (0.64-0.93 here), where the ADI converges slowest
+        net = jaxrnn.LinearRNN(net.W + 0.7 * jnp.outer(net.u, net.v) / (net.u @ net.v), net.u, net.v)
+        assert 0.6 < float(jnp.max(jnp.linalg.eigvals(net.W).real)) < 0.95
+        dense = population_loss_and_grad(net, target, doublings=24)
+        low = population_loss_and_grad(net, target, gramian="low_rank")
+        assert float(low[2]) <= 1.5e-9
+        assert abs(float(low[0] - dense[0])) <= 1e-10 * abs(float(dense[0]))
+        for a, b in zip(jax.tree.leaves(low[1]), jax.tree.leaves(dense[1])):
+            assert float(jnp.max(jnp.abs(a - b))) <= 1e-10 * float(jnp.max(jnp.abs(b)))
+        lv = jaxrnn.population_loss(net, target, gramian="low_rank")
+        assert abs(float(lv - dense[0])) <= 1e-10 * abs(float(dense[0]))
+
+
+def test_low_rank_refuses_complex_poles_and_unknown_gramians():
+    net = _net()
+    with pytest.raises(ValueError, match="kind='integrator'"):
+        population_loss_and_grad(net, TARGETS["oscillator"], gramian="low_rank")
+    with pytest.raises(ValueError, match="gramian must be one of"):
+        population_loss_and_grad(net, TARGETS["integrator"], gramian="lowrank")

@@ -69,3 +69,30 @@ def test_tail_flags_non_hurwitz():
 def test_doublings_for_rejects_bad_decay():
     with pytest.raises(ValueError, match="min_decay"):
         doublings_for(0.0)
+
+
+@pytest.mark.parametrize("kappa", [0.3, 0.1, 0.03])
+def test_low_rank_adi_gramians_match_scipy(kappa):
+    """Z_P Z_P^T and Z_O Z_O^T from ADI with shifts {1, kappa} equal the dense Gramians (non-normal A)."""
+    from jaxrnn.lyapunov import low_rank_gramians
+
+    for seed in range(2):
+        A = _matrix_with_decay(48, kappa, seed)
+        rng = np.random.default_rng(seed + 20)
+        u, v = rng.normal(size=48), rng.normal(size=48)
+        P = sl.solve_continuous_lyapunov(A, -np.outer(u, u))
+        O = sl.solve_continuous_lyapunov(A.T, -np.outer(v, v))
+        Zp, Zo, _, tail = low_rank_gramians(jnp.asarray(A), jnp.asarray(u), jnp.asarray(v), jnp.asarray([1.0, kappa]), max_steps=400)
+        Zp, Zo = np.asarray(Zp), np.asarray(Zo)
+        assert float(tail) <= 1.5e-9
+        assert np.max(np.abs(Zp @ Zp.T - P)) <= 1e-10 * np.max(np.abs(P))
+        assert np.max(np.abs(Zo @ Zo.T - O)) <= 1e-10 * np.max(np.abs(O))
+
+
+def test_low_rank_adi_flags_a_non_hurwitz_matrix():
+    from jaxrnn.lyapunov import low_rank_gramians
+
+    A = _matrix_with_decay(24, -0.05, 0)  # rightmost eigenvalue at +0.05
+    u = v = jnp.ones(24)
+    *_, tail = low_rank_gramians(jnp.asarray(A), u, v, jnp.asarray([1.0, 0.1]), max_steps=64)
+    assert float(tail) > 1e-3

@@ -163,3 +163,45 @@ def test_stationary_loss_refuses_c_zero():
     pop = jaxrnn.init_population(4, 0.1, 0, 2)
     with pytest.raises(ValueError, match="FiniteHorizonLoss"):
         jaxrnn.train(pop, jaxrnn.perfect_integrator(), steps=5)
+
+
+def test_low_rank_gramians_train_the_same_trajectory():
+    """ExactLoss(gramian="low_rank") follows the dense solver's flow to 1e-9 (N = 32, sigma = 0.3)."""
+    pop = jaxrnn.init_population(32, 0.3, 0, 2)
+    kw = dict(method=jaxrnn.GradientFlow(0.02, "rk4"), steps=40, n_log=5, compute_spectra=False)
+    dense = jaxrnn.train(pop, jaxrnn.leaky_integrator(0.1), **kw)
+    low = jaxrnn.train(pop, jaxrnn.leaky_integrator(0.1), loss=jaxrnn.ExactLoss(gramian="low_rank"), **kw)
+    assert np.all(low.status == 0)
+    np.testing.assert_allclose(low.loss, dense.loss, rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(low.final.W), np.asarray(dense.final.W), atol=1e-10)
+
+
+def test_exact_loss_options_are_checked_before_compiling():
+    with pytest.raises(ValueError, match="ExactLoss.gramian"):
+        jaxrnn.ExactLoss(gramian="adi")
+    with pytest.raises(ValueError, match="ExactLoss.max_steps"):
+        jaxrnn.ExactLoss(gramian="low_rank", max_steps=1)
+    with pytest.raises(ValueError, match="kind='integrator'"):
+        jaxrnn.train(jaxrnn.init_population(8, 0.1, 0, 2), jaxrnn.damped_oscillator(0.1, 1.0),
+                     loss=jaxrnn.ExactLoss(gramian="low_rank"), steps=2)
+
+
+_BATCHED_SOLVES = """
+import jax, numpy as np
+jax.config.update("jax_enable_x64", True)
+import jaxrnn
+pop = jaxrnn.init_population(64, 0.3, 0, 2)
+r = jaxrnn.train(pop, jaxrnn.leaky_integrator(0.1), method=jaxrnn.GradientFlow(0.01, "rk4"), steps=4, n_log=2)
+assert np.all(np.isfinite(r.loss)), r.loss
+"""
+
+
+def test_batched_lapack_solves_do_not_deadlock():
+    """Regression: jaxlib 0.10's CPU LAPACK kernels fan a batch out over XLA's intra-op pool and wait on
+    it; the Cayley and resolvent solves, run concurrently, hung every N >= 64, M >= 2 population on a
+    2-core machine. The loss now orders them; run in a subprocess so a hang fails instead of stalling."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _BATCHED_SOLVES], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
