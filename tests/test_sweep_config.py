@@ -56,6 +56,8 @@ BAD = [
     ("train.spectra_at", '[train]\nspectra_at = [1000.0]'),
     ("train.loss_dt", '[train]\nloss = "discrete"\nloss_dt = 2.0'),
     ("train.rescale_v", '[train]\nrescale_v = "yes"'),
+    ("train.gramian", '[train]\ngramian = "adi"'),
+    ("train.gramian", '[train]\ngramian = "low_rank"\nloss = "discrete"'),
     ("run.chunk_size", '[run]\nchunk_size = -3'),
     ("run.memory_gb", '[run]\nmemory_gb = 0'),
     ("output.formats", '[output]\nformats = ["gif"]'),
@@ -168,3 +170,11 @@ def test_cli_bad_config_subprocess_no_traceback(tmp_path):
     assert [l for l in p.stderr.splitlines() if l.strip()] == [
         'config error: grid.sigma = -0.1: must be numbers in [0.0, 1.0)'
     ]
+
+
+def test_gramian_reaches_the_loss():
+    from jaxrnn.sweep._runner import make_loss
+
+    spec = spec_from_dict({"grid": {"N": [4], "sigma": [0.1], "c": [0.5]}, "train": {"gramian": "low_rank", "steps": 10, "n_log": 5}})
+    assert make_loss(spec).gramian == "low_rank"
+    assert make_loss(spec_from_dict({"grid": {"N": [4], "sigma": [0.1], "c": [0.5]}})).gramian == "dense"

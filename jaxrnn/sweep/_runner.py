@@ -71,7 +71,7 @@ def make_loss(spec: SweepSpec):
         # finite-N radius is about sigma (1 + 2/sqrt(N)); a quarter of it, as the trainer's default does
         edge = min(1.0 - s * (1 + 2 / np.sqrt(n)) for s in spec.grid.sigma for n in spec.grid.N)
         kappa = max(min(min(spec.grid.c), edge) / 4, 1e-4)
-        return ExactLoss(doublings=doublings_for(kappa))
+        return ExactLoss(doublings=doublings_for(kappa), gramian=t.gramian)
     if t.loss == "finite_horizon":
         return FiniteHorizonLoss(t.horizon)
     if t.loss == "discrete":

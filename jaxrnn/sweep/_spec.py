@@ -104,6 +104,7 @@ class GridSpec:
 class TrainSpec:
     target: str = "integrator"
     loss: str = "exact"
+    gramian: str = "dense"  # exact: "dense" (Smith doubling) or "low_rank" (ADI; integrator, large N)
     horizon: float | None = None  # finite_horizon
     loss_dt: float = 0.1  # discrete / sampled
     batch: int = 32  # sampled
@@ -431,6 +432,7 @@ def _train(t, issues) -> TrainSpec:
     return TrainSpec(
         target=target,
         loss=loss,
+        gramian=g("gramian", _one_of(("dense", "low_rank"))),
         horizon=None if horizon is None else float(horizon),
         loss_dt=float(g("loss_dt", _num_in(0, 1))),
         batch=g("batch", _int_in(1, 1_000_000)),
@@ -548,5 +550,7 @@ def _cross_checks(spec: SweepSpec, issues):
                         f"eta = {max(g.eta):g} (or set train.allow_unstable = true)",
                     )
                 )
+    if t.gramian == "low_rank" and (t.loss != "exact" or t.target != "integrator"):
+        issues.append(ConfigIssue("train.gramian", t.gramian, "\"low_rank\" needs train.loss = \"exact\" and train.target = \"integrator\" (real poles); use \"dense\""))
     if t.loss == "sampled" and t.burn_in >= t.sample_steps:
         issues.append(ConfigIssue("train.burn_in", t.burn_in, f"must be < train.sample_steps = {t.sample_steps}"))
