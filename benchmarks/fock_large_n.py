@@ -1,9 +1,9 @@
 """N -> inf Fock-space theory vs large-N simulations: t_learn and outlier errors (issue 3's N = 1024 check).
 
-    # one sigma per process (pin each to a core); writes benchmarks/results/fock_N1024_sigma0.2.json
+    # one sigma per process (pin each to a core); writes benchmarks/data/fock_N1024_sigma0.2.json
     OPENBLAS_NUM_THREADS=1 taskset -c 1 python benchmarks/fock_large_n.py --N 1024 --sigma 0.2 --seeds 8
     # table from the saved runs
-    python benchmarks/fock_large_n.py --table benchmarks/results/fock_N1024_sigma*.json
+    python benchmarks/fock_large_n.py --table benchmarks/data/fock_N1024_sigma*.json
 
 Simulation: `jaxrnn.train(init_population(N, sigma, seed=0, M), leaky_integrator(c), eta=1,
 method=GradientFlow(dt, "rk4"), loss=ExactLoss(gramian="low_rank"))`, the loss logged every step
@@ -81,7 +81,7 @@ def run(args):
     out = dict(N=args.N, sigma=args.sigma, c=args.c, seeds=args.seeds, dt=args.dt, t1=args.t1,
                dtype=np.dtype(dtype).name, sim_wall_s=sim_wall, t_learn=t_learn.tolist(), status=status.tolist(),
                t_out=t_out.tolist(), outlier=outl.tolist(), theories=theories)
-    path = pathlib.Path(args.out or f"benchmarks/results/fock_N{args.N}_sigma{args.sigma}.json")
+    path = pathlib.Path(args.out or f"benchmarks/data/fock_N{args.N}_sigma{args.sigma}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
     print(f"# wrote {path}")
