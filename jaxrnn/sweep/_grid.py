@@ -73,7 +73,10 @@ def network_flops_per_step(spec: SweepSpec, N: int, optimizer: str) -> float:
     from ..lyapunov import doublings_for
 
     stages = 4 if optimizer == "flow" and spec.train.solver == "rk4" else 1
-    if spec.train.loss == "exact":
+    if spec.train.loss == "exact" and spec.train.gramian == "low_rank":
+        # two shifted inverses (~8/3 N^3 each), O P = Z_O (Z_O^T Z_P) Z_P^T of rank <= 128, ADI mat-vecs
+        per = 2 * (8 / 3) * N**3 + 2 * 128 * N**2 * 2 + 2 * 64 * 2 * N**2
+    elif spec.train.loss == "exact":
         K = doublings_for(max(min(spec.grid.c), 1e-6) / 4)
         per = (2 * K * 3 + 12) * 2 * N**3  # doubling squares + updates, solves and products
     elif spec.train.loss == "discrete":
