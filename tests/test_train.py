@@ -63,8 +63,9 @@ def test_population_equals_networks_trained_one_at_a_time_float32():
     assert together.loss.dtype == np.float32
     for i in range(M):
         alone = jaxrnn.train(_take(pop, i), jaxrnn.leaky_integrator(c[i : i + 1], dtype=jnp.float32), eta=eta[i], **kw)
-        # the loss is a difference of O(1/c) terms: compare at float32 resolution of those terms
-        np.testing.assert_allclose(together.loss[i], alone.loss[0], rtol=0, atol=1e-6 * together.loss[i, 0])
+        # the loss is a difference of O(1/c) terms (int k*^2 = 1/(2c)): compare at float32 resolution of
+        # those terms (~16 eps of 1/(2c)), not of the loss itself
+        np.testing.assert_allclose(together.loss[i], alone.loss[0], rtol=0, atol=2e-6 / (2 * c[i]))
         for a, b in zip(jax.tree.leaves(together.final), jax.tree.leaves(alone.final)):
             assert np.max(np.abs(a[i] - b[0])) <= 1e-6 * np.max(np.abs(b[0]))
 
