@@ -89,13 +89,15 @@ def _gramian_terms(model: LinearRNN, target: ExponentialSum, gramian: str, doubl
         x, y = _resolvents(model, target, after=P)
         return P @ model.v, O @ model.u, (O @ P if need_grad else None), x, y, tail
     shifts = jnp.concatenate([jnp.ones((1,), A.dtype), target.s_re.astype(A.dtype)])
-    Zp, Zo, R, tail = low_rank_gramians(A, model.u, model.v, shifts, max_steps=max_steps)
+    Zp, Zo, R, tail = low_rank_gramians(A, model.u, model.v, shifts, max_steps=max_steps, observability=need_grad)
     # real poles s_j are shifts 1..J: x_j = (s_j I - A)^{-1} u = -(A - s_j I)^{-1} u, from the same inverses
     cdtype = jnp.result_type(A.dtype, jnp.complex64)
     x = -(R[1:] @ model.u).astype(cdtype)
+    Pv = Zp @ (Zp.T @ model.v)
+    if not need_grad:
+        return Pv, None, None, x, None, tail
     y = -(model.v @ R[1:]).astype(cdtype)
-    OP = (Zo @ (Zo.T @ Zp)) @ Zp.T if need_grad else None
-    return Zp @ (Zp.T @ model.v), Zo @ (Zo.T @ model.u), OP, x, y, tail
+    return Pv, Zo @ (Zo.T @ model.u), (Zo @ (Zo.T @ Zp)) @ Zp.T, x, y, tail
 
 
 def population_loss_and_grad(

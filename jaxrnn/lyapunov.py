@@ -125,7 +125,7 @@ def shifted_inverses(A: Float[Array, "n n"], shifts: Float[Array, " m"]) -> Floa
     return jnp.linalg.solve(mats, jnp.broadcast_to(eye, mats.shape))
 
 
-def low_rank_gramians(A, u, v, shifts, *, max_steps: int = 128, tol: float | None = None):
+def low_rank_gramians(A, u, v, shifts, *, max_steps: int = 128, tol: float | None = None, observability: bool = True):
     """Low-rank factors Z_P, Z_O with P = Z_P Z_P^T, O = Z_O Z_O^T (see `gramians`), by ADI.
 
     `shifts` are real and > 0 (ADI poles at -p_k); cycling p = 1 (the bulk of W - I sits near -1) and
@@ -133,11 +133,14 @@ def low_rank_gramians(A, u, v, shifts, *, max_steps: int = 128, tol: float | Non
     sigma <= 0.5. `tol` defaults to sqrt(eps)/10 of the dtype (relative error of P ~ tol^2). The
     shifted inverses come from one batched solve; the ADI steps are matrix-vector products.
     Returns (Z_P, Z_O, R, tail) with R the stacked (A - p_k I)^{-1} (reusable for resolvents at the
-    shifts) and tail = max of the two chains' |V_next| / |Z|_F: <= tol when both converged.
+    shifts) and tail = max of the two chains' |V_next| / |Z|_F: <= tol when both converged. Without
+    `observability` (the loss alone needs only P), Z_O is None.
     """
     if tol is None:
         tol = float(np.sqrt(np.finfo(np.dtype(A.dtype)).eps)) / 10
     R = shifted_inverses(A, shifts)
     Zp, tp = _adi_factor(R, shifts, u, transpose=False, max_steps=max_steps, tol=tol)
+    if not observability:
+        return Zp, None, R, tp
     Zo, to = _adi_factor(R, shifts, v, transpose=True, max_steps=max_steps, tol=tol)
     return Zp, Zo, R, jnp.maximum(tp, to)
