@@ -7,11 +7,11 @@ Write s = the readout scale (1/N mean-field), A = W - I, and k*(tau) = Re sum_j 
   with P the controllability Gramian. `population_loss_and_grad` adds the adjoint gradients
       dL/dW = s^2 O P - s Re sum_j r_j y_j x_j^T,  dL/du = s^2 O u - s Re sum_j r_j y_j,
       dL/dv = s^2 P v - s Re sum_j r_j x_j,        y_j = (s_j I - A)^{-T} v.
+  Both take `gramian="dense"` (Smith doubling, O(N^3 log(1/c)) matmuls, autodiff-able) or
+  `gramian="low_rank"` (ADI factors P = Z_P Z_P^T, O = Z_O Z_O^T with cyclic shifts {1, c_j}: one
+  inverse per shift plus O(N^2) per ADI step; for real-pole targets (`kind="integrator"`) at large N).
 - `finite_horizon_loss`: L_T = 1/(2T) int_0^T (T - tau)(k - k*)^2 dtau, the time-averaged loss over
   [0, T] of a network and target started at rest (finite for c = 0).
-  Both take `gramian="dense"` (Smith doubling, O(N^3 log(1/c)) matmuls, autodiff-able) or
-  `gramian="low_rank"` (ADI factors P = Z_P Z_P^T, O = Z_O Z_O^T with cyclic shifts {1, c_j}: a few LUs
-  plus O(N^2) per ADI step; for real-pole targets (`kind="integrator"`) at large N).
 - `discrete_loss`: the exact loss of the Euler-discretised network h' = F h + sqrt(dt) u xi,
   F = I + dt A, against the exactly discretised target (rho_j = exp(-s_j dt)):
       L_dt = dt/2 [ s^2 v^T P_d v - 2 s Re sum_j r_j v^T (I - rho_j F)^{-1} u + sum_m k*(m dt)^2 ].
@@ -80,14 +80,17 @@ def check_gramian(gramian: str, target: ExponentialSum) -> None:
 
 def _gramian_terms(model: LinearRNN, target: ExponentialSum, gramian: str, doublings: int, shift: float,
                    max_steps: int, need_grad: bool = True):
-    """P v, O u, O P (None unless need_grad), the resolvents x, y and the solver tail, by either solver."""
+    """P v, O u, O P, the resolvents x, y and the solver tail, by either solver (O u, O P, y: None
+    unless `need_grad`)."""
     check_gramian(gramian, target)
     N = model.N
     A = model.W - jnp.eye(N, dtype=model.W.dtype)
-    if gramian == "dense":
+    if gramian == "dense":  # P and O share the doubling; the loss alone skips O's products and y
         P, O, tail = gramians(A, model.u, model.v, doublings=doublings, shift=shift)
-        x, y = _resolvents(model, target, after=P)
-        return P @ model.v, O @ model.u, (O @ P if need_grad else None), x, y, tail
+        x, y = _resolvents(model, target, after=P, adjoint=need_grad)
+        if not need_grad:
+            return P @ model.v, None, None, x, None, tail
+        return P @ model.v, O @ model.u, O @ P, x, y, tail
     shifts = jnp.concatenate([jnp.ones((1,), A.dtype), target.s_re.astype(A.dtype)])
     Zp, Zo, R, tail = low_rank_gramians(A, model.u, model.v, shifts, max_steps=max_steps, observability=need_grad)
     # real poles s_j are shifts 1..J: x_j = (s_j I - A)^{-1} u = -(A - s_j I)^{-1} u, from the same inverses
@@ -143,13 +146,7 @@ def population_loss(
     `population_loss_and_grad` gives the adjoint gradients for both.
     """
     s = model.readout_scale
-    if gramian == "dense":  # only P is needed: skip O (autodiff users rely on this path)
-        A = model.W - jnp.eye(model.N, dtype=model.W.dtype)
-        P, _, _ = gramians(A, model.u, model.v, doublings=doublings, shift=shift)
-        x, _ = _resolvents(model, target, after=P, adjoint=False)
-        Pv = P @ model.v
-    else:
-        Pv, _, _, x, _, _ = _gramian_terms(model, target, gramian, doublings, shift, max_steps, need_grad=False)
+    Pv, _, _, x, _, _ = _gramian_terms(model, target, gramian, doublings, shift, max_steps, need_grad=False)
     cross = jnp.real(jnp.sum(target.residues.astype(x.dtype) * (x @ model.v.astype(x.dtype))))
     return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
 
