@@ -45,6 +45,7 @@ from .observables import (
     operator_norm,
     outlier_eigenvalue,
 )
+from .status import STATUS_DIVERGED, STATUS_OK
 from .targets import ExponentialSum
 
 __all__ = [
@@ -63,7 +64,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-STATUS_OK, STATUS_DIVERGED = 0, 1
 TAIL_TOLERANCE = 1e-3  # max|F^(2^K)| above this: the Lyapunov solve did not converge (not Hurwitz)
 TRAINABLE = ("W", "u", "v")
 

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..status import STATUS_NOT_RUN, flag_attrs
 from ._spec import AXES, SweepSpec
 
 __all__ = ["StoreMismatch", "open_store", "create_store", "provenance", "NET_VARS", "STATUS_NOT_RUN"]
 
 log = logging.getLogger(__name__)
 
-STATUS_NOT_RUN, STATUS_OK, STATUS_DIVERGED = -1, 0, 1
 NET = AXES + ("seed",)
 
 # name -> (extra dims after the network dims, kind, attrs)
@@ -44,7 +44,7 @@ NET_VARS = {
     "t_learn_eigenvalue": ((), "real", dict(long_name="first time the outlier is within 1% of 1 - s*")),
     "steps_to_learn": ((), "real", dict(long_name="t_learn in optimiser steps")),
     "dW_op_over_sigma": ((), "real", dict(long_name="|W(t_end) - W0|_op / sigma (rich >~ 1, lazy << 1)")),
-    "status": ((), "status", dict(long_name="network status", flag_values=[-1, 0, 1], flag_meanings="not_run ok diverged")),
+    "status": ((), "status", dict(long_name="network status", **flag_attrs())),
     "diverged_step": ((), "int", dict(long_name="step at which the network was frozen (-1: never)")),
     "spectrum": (("t_spectrum", "eig"), "complex", dict(long_name="eigenvalues of W at t_spectrum (NaN-padded to max N)")),
     "theory_loss": (("t",), "real", dict(long_name="sigma=0 theory from this network's initial condition", source="theory")),
