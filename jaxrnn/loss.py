@@ -27,16 +27,28 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from .lyapunov import DEFAULT_DOUBLINGS, doublings_for, gramians, low_rank_gramians, solve_stein
+from .lyapunov import (
+    DEFAULT_DOUBLINGS,
+    cayley_shift,
+    doublings_for,
+    gramians,
+    gramians_adaptive,
+    low_rank_gramians,
+    solve_stein,
+)
 from .model import LinearRNN
 from .targets import ExponentialSum
 
 __all__ = [
     "population_loss",
     "population_loss_and_grad",
+    "population_loss_fast",
+    "population_loss_and_grad_fast",
     "finite_horizon_loss",
     "discrete_loss",
     "sampled_loss",
+    "sampled_loss_fft",
+    "impulse_response_euler",
 ]
 
 
@@ -151,6 +163,85 @@ def population_loss(
     return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
 
 
+def _resolvents_fast(model: LinearRNN, target: ExponentialSum, after, adjoint: bool = True):
+    """x_j = (s_j I - A)^{-1} u and (if `adjoint`) y_j = (s_j I - A)^{-T} v, from one LU per pole.
+
+    Real arithmetic for real poles (`kind="integrator"`), complex otherwise; y reuses x's LU by a
+    transposed triangular solve (`_resolvents` factors the transpose again). Started after `after`
+    (see `_resolvents`: no two LAPACK calls of one step run concurrently).
+    """
+    real = target.kind == "integrator"  # leaky_integrator / perfect_integrator: s_im = 0
+    dtype = model.W.dtype if real else jnp.result_type(model.W.dtype, jnp.complex64)
+    N = model.N
+    A = (model.W - jnp.eye(N, dtype=model.W.dtype)).astype(dtype)
+    poles = (target.s_re if real else target.poles).astype(dtype)
+    mats = poles[:, None, None] * jnp.eye(N, dtype=dtype) - A
+    mats = mats + (0 * after.ravel()[0]).astype(dtype)  # data dependency, see `_resolvents`
+    lu, piv = jax.scipy.linalg.lu_factor(mats)
+    J = poles.shape[0]
+    solve = jax.vmap(lambda l, q, b, t: jax.scipy.linalg.lu_solve((l, q), b, trans=t), in_axes=(0, 0, 0, None))
+    x = solve(lu, piv, jnp.broadcast_to(model.u.astype(dtype), (J, N)), 0)
+    y = solve(lu, piv, jnp.broadcast_to(model.v.astype(dtype), (J, N)), 1) if adjoint else None
+    cdtype = jnp.result_type(model.W.dtype, jnp.complex64)
+    return x.astype(cdtype), (None if y is None else y.astype(cdtype))
+
+
+def _fast_terms(model: LinearRNN, target: ExponentialSum, max_doublings: int, shift, need_grad: bool):
+    """P v, O u, O P, x, y, tail and the doublings used, by `gramians_adaptive` (see its doc)."""
+    A = model.W - jnp.eye(model.N, dtype=model.W.dtype)
+    if shift is None:
+        shift = cayley_shift(model.W)
+    P, O, tail, K = gramians_adaptive(A, model.u, model.v, max_doublings=max_doublings, shift=shift,
+                                      observability=need_grad)
+    x, y = _resolvents_fast(model, target, after=P, adjoint=need_grad)
+    if not need_grad:
+        return P @ model.v, None, None, x, None, tail, K
+    return P @ model.v, O @ model.u, O @ P, x, y, tail, K
+
+
+def population_loss_and_grad_fast(
+    model: LinearRNN,
+    target: ExponentialSum,
+    *,
+    max_doublings: int = DEFAULT_DOUBLINGS,
+    shift=None,
+    return_doublings: bool = False,
+):
+    """`population_loss_and_grad` (dense Gramians) with adaptive doublings and an automatic shift.
+
+    Same loss and adjoint gradients (see the module doc) to the dtype's precision: the Smith doubling
+    stops once |F^(2^K)|_F^2 <= eps, at most `max_doublings` (use the reference's `doublings` so a
+    network that fails to converge is flagged by the same `tail` test); the first doublings run on
+    rank-one factors; `shift=None` picks the Cayley shift from `lyapunov.cayley_shift` (a float fixes
+    it). Resolvents: one LU per pole, real for `kind="integrator"`. Not reverse-differentiable (a
+    while loop): its gradient is the adjoint one it returns.
+
+    Returns (loss, grad, tail), plus K (the doublings used) with `return_doublings`.
+    """
+    s = model.readout_scale
+    Pv, Ou, OP, x, y, tail, K = _fast_terms(model, target, max_doublings, shift, need_grad=True)
+    r = target.residues.astype(x.dtype)
+    cross = jnp.real(jnp.sum(r * (x @ model.v.astype(x.dtype))))
+    loss = 0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())
+    rx, ry = r[:, None] * x, r[:, None] * y
+    gW = s**2 * OP - s * jnp.real(jnp.einsum("ji,jk->ik", ry, x))
+    gu = s**2 * Ou - s * jnp.real(jnp.sum(ry, 0))
+    gv = s**2 * Pv - s * jnp.real(jnp.sum(rx, 0))
+    grad = LinearRNN(gW.astype(model.W.dtype), gu.astype(model.u.dtype), gv.astype(model.v.dtype), scaling=model.scaling)
+    out = (loss.astype(model.W.dtype), grad, tail)
+    return out + (K,) if return_doublings else out
+
+
+def population_loss_fast(
+    model: LinearRNN, target: ExponentialSum, *, max_doublings: int = DEFAULT_DOUBLINGS, shift=None
+) -> Scalar:
+    """`population_loss` by the adaptive solver of `population_loss_and_grad_fast` (P only, x only)."""
+    s = model.readout_scale
+    Pv, _, _, x, _, _, _ = _fast_terms(model, target, max_doublings, shift, need_grad=False)
+    cross = jnp.real(jnp.sum(target.residues.astype(x.dtype) * (x @ model.v.astype(x.dtype))))
+    return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
+
+
 def _augmented(model: LinearRNN, target: ExponentialSum):
     """Error system (A~, b~, c~) with c~^T expm(A~ tau) b~ = k(tau) - k*(tau)."""
     S, b, c = target.realization()
@@ -254,4 +345,62 @@ def sampled_loss(
     (h, z), _ = jax.lax.scan(lambda carry, t: (step(carry, t)[0], None), init, jnp.arange(burn_in))
     _, sq_err = jax.lax.scan(step, (h, z), jnp.arange(burn_in, burn_in + steps))
     per = jnp.mean(sq_err, axis=0)
+    return per if per_path else jnp.mean(per)
+
+
+def impulse_response_euler(model: LinearRNN, dt: float, n: int) -> Float[Array, " n"]:
+    """k_m = s v^T F^m u for m < n, F = I + dt (W - I) (the Euler network's response, no sqrt(dt)).
+
+    Baby steps / giant steps, with L = 2^l ~ sqrt(n): the columns F^m u (m < L) by doubling,
+    B <- [B, F^(2^k) B] while F^(2^k) is squared (ending at G = F^L), then the rows s v^T G^i
+    (i < n / L) by a scan of vector-matrix products, and k_(iL + m) = (s v^T G^i)(F^m u): one matmul.
+    O(log n) squarings and O(sqrt n) matvecs, independent of any batch; differentiable.
+    """
+    N = model.N
+    dtype = model.W.dtype
+    F = jnp.eye(N, dtype=dtype) + dt * (model.W - jnp.eye(N, dtype=dtype))
+    levels = max(0, math.ceil(math.log2(max(n, 1)) / 2))
+    L = 2**levels
+    B, G = model.u[:, None], F
+    for _ in range(levels):
+        B = jnp.concatenate([B, G @ B], axis=1)
+        G = G @ G
+    giants = -(-n // L)
+    a0 = model.readout_scale * model.v
+    _, rows = jax.lax.scan(lambda a, _: (a @ G, a), a0, None, length=giants)
+    return (rows @ B).reshape(-1)[:n]
+
+
+def sampled_loss_fft(
+    model: LinearRNN,
+    target: ExponentialSum,
+    key: PRNGKeyArray,
+    *,
+    dt: float,
+    batch: int,
+    steps: int,
+    burn_in: int = 0,
+    per_path: bool = False,
+) -> Float[Array, ""] | Float[Array, " batch"]:
+    """`sampled_loss` (same noise, same value) through the impulse response and an FFT convolution.
+
+    Both systems are linear and start at rest, so the error at step t is
+        err_t = sum_(m < t) e_(t-1-m) xi_m,   e_n = sqrt(dt) (s v^T F^n u - c^T Phi^n b),
+    the noise convolved with the error response. e is computed once per network and step
+    (`impulse_response_euler`: cost independent of the batch) and convolved with the batch of noise
+    by a zero-padded rfft; gradients flow through e only. Same noise draws as `sampled_loss`
+    (xi_t = normal(fold_in(key, t), (batch,))), so the two agree to rounding.
+    """
+    S, b, c = target.realization()
+    dtype = model.W.dtype
+    T = burn_in + steps
+    sq = jnp.sqrt(jnp.asarray(dt, dtype))
+    Phi = jax.scipy.linalg.expm(S.astype(dtype) * dt)
+    _, k_star = jax.lax.scan(lambda z, _: (Phi @ z, c.astype(dtype) @ z), b.astype(dtype), None, length=T)
+    e = sq * (impulse_response_euler(model, dt, T) - k_star)  # (T,)
+    xi = jax.vmap(lambda t: jax.random.normal(jax.random.fold_in(key, t), (batch,), dtype))(jnp.arange(T))
+    nfft = 1 << max(1, (2 * T - 1).bit_length())  # >= 2T: no wrap-around into lags < T
+    conv = jnp.fft.irfft(jnp.fft.rfft(e, nfft) * jnp.fft.rfft(xi.T, nfft, axis=-1), nfft, axis=-1)[:, : T - 1]
+    err = jnp.concatenate([jnp.zeros((batch, 1), dtype), conv.astype(dtype)], axis=1)[:, burn_in:]  # (batch, steps)
+    per = 0.5 * jnp.mean(err**2, axis=1)
     return per if per_path else jnp.mean(per)

@@ -27,7 +27,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-__all__ = ["solve_lyapunov", "solve_stein", "gramians", "low_rank_gramians", "doublings_for", "cayley"]
+__all__ = [
+    "solve_lyapunov",
+    "solve_stein",
+    "gramians",
+    "gramians_adaptive",
+    "cayley_shift",
+    "low_rank_gramians",
+    "doublings_for",
+    "cayley",
+]
 
 DEFAULT_DOUBLINGS = 16  # enough for slowest decay rates down to ~1e-4 at shift p = 1
 
@@ -84,6 +93,101 @@ def gramians(A, u, v, *, doublings: int = DEFAULT_DOUBLINGS, shift: float = 1.0)
     h = R.T @ v  # (pI - A)^{-T} v
     P, O, tail = _smith(F, 2 * shift * jnp.outer(g, g), 2 * shift * jnp.outer(h, h), doublings)
     return P, O, tail
+
+
+def cayley_shift(W: Float[Array, "n n"], *, iterations: int = 6, p_min: float = 0.05):
+    """A Cayley shift p for A = W - I from a cheap model of W's spectrum (matvecs only).
+
+    Model: a bulk disk |z| <= r_b plus the dominant pair theta, conj(theta) of W (Ritz values of a
+    2-block power iteration started from fixed vectors), with r_b^2 = max(|W|_F^2 - 2|theta|^2, 0)/n
+    (circular law: an iid matrix has |W|_F^2 ~ n r_b^2). An eigenvalue z of W is damped per Smith
+    term by |p - 1 + z| / |p + 1 - z|; p minimises the worst of the outlier and the rightmost and
+    topmost bulk points over a geometric grid in [p_min, 2]. Only a heuristic: the adaptive doubling
+    (`gramians_adaptive`) stops on the observed |F^(2^k)|, whatever p is.
+    """
+    n = W.shape[-1]
+    dtype = W.dtype
+    i = jnp.arange(n, dtype=dtype)
+    Q = jnp.stack([jnp.ones(n, dtype), jnp.cos(2.399963 * i)], -1) / jnp.sqrt(jnp.asarray(n, dtype))
+
+    def orth(Y):
+        a = Y[:, 0] / jnp.maximum(jnp.linalg.norm(Y[:, 0]), jnp.finfo(dtype).tiny)
+        b = Y[:, 1] - (a @ Y[:, 1]) * a
+        b = b / jnp.maximum(jnp.linalg.norm(b), jnp.finfo(dtype).tiny)
+        return jnp.stack([a, b], -1)
+
+    Q = jax.lax.fori_loop(0, iterations, lambda _, Q: orth(W @ Q), orth(Q))
+    H = Q.T @ (W @ Q)
+    half_tr, det = 0.5 * (H[0, 0] + H[1, 1]), H[0, 0] * H[1, 1] - H[0, 1] * H[1, 0]
+    disc = (half_tr**2 - det).astype(jnp.result_type(dtype, jnp.complex64))
+    theta = half_tr + jnp.sqrt(disc)  # the Ritz value of larger real part (or Im >= 0)
+    r_b = jnp.sqrt(jnp.maximum(jnp.sum(W * W) - 2 * jnp.abs(theta) ** 2, 0) / n)
+    grid = jnp.asarray(p_min, dtype) * (2.0 / p_min) ** jnp.linspace(0, 1, 24, dtype=dtype)
+    pts = jnp.stack([theta, r_b + 0j, 1j * r_b, -r_b + 0j])  # outlier, bulk right, top, left
+    damp = jnp.abs(grid[:, None] - 1 + pts) / jnp.abs(grid[:, None] + 1 - pts)
+    worst = jnp.max(jnp.where(jnp.isfinite(damp), damp, jnp.inf), axis=1)
+    return grid[jnp.argmin(worst)]
+
+
+def gramians_adaptive(
+    A: Float[Array, "n n"],
+    u: Float[Array, " n"],
+    v: Float[Array, " n"],
+    *,
+    max_doublings: int = DEFAULT_DOUBLINGS,
+    shift=1.0,
+    observability: bool = True,
+    factored: int = 2,
+    tol: float | None = None,
+):
+    """`gramians` with the number of doublings chosen on the fly: same P, O to the dtype's precision.
+
+    F = (pI - A)^{-1}(pI + A) = 2p R - I with R = (pI - A)^{-1} (one LU, no product). The Stein sums
+    P = sum_i F^i G F^iT, G = 2p g g^T (g = R u), start rank one, so the first `factored` doublings
+    run on factors, Z <- [Z, F^(2^k) Z] (width 2^k: O(n^2 2^k) instead of 4 n^3 per doubling; O's factor
+    uses F^T), and only F itself is squared. Then dense doublings X <- X + F X F^T, F <- F^2 continue in
+    a `while_loop` while |F^(2^k)|_F^2 > tol^2 (default tol^2 = eps of the dtype) and k < `max_doublings`:
+    the truncation error F^(2^k) X F^(2^k)T is then below eps |X|_2. P and O share every power of F.
+    `shift` is a number or a traced scalar (e.g. `cayley_shift(A + I)`).
+
+    Returns (P, O, tail, doublings): O is None without `observability`; tail = max|F^(2^K)| as in
+    `gramians` (<= sqrt(eps) once converged; O(1) or larger flags a non-Hurwitz A, which runs to
+    `max_doublings`); `doublings` = K, the number used (an int32 scalar).
+    """
+    n = A.shape[-1]
+    dtype = A.dtype
+    tol2 = float(np.finfo(np.dtype(dtype)).eps) if tol is None else float(tol) ** 2
+    eye = jnp.eye(n, dtype=dtype)
+    p = jnp.asarray(shift, dtype)
+    Rg = jnp.linalg.solve(p * eye - A, jnp.concatenate([eye, u[:, None]], axis=1))  # [R | R u]
+    R, g = Rg[:, :n], Rg[:, n]
+    F = 2 * p * R - eye
+    scale = jnp.sqrt(2 * p)
+    Zp = (scale * g)[:, None]
+    Zo = (scale * (v @ R))[:, None]  # (pI - A)^{-T} v
+    k0 = min(int(factored), int(max_doublings))
+    for _ in range(k0):
+        Zp = jnp.concatenate([Zp, F @ Zp], axis=1)
+        if observability:
+            Zo = jnp.concatenate([Zo, F.T @ Zo], axis=1)
+        F = F @ F
+    P = Zp @ Zp.T
+    O = Zo @ Zo.T if observability else None
+
+    def cond(carry):
+        k, F = carry[0], carry[1]
+        return (k < max_doublings) & (jnp.sum(F * F) > tol2)
+
+    def body(carry):
+        k, F, P, O = carry
+        P = P + F @ P @ F.T
+        if observability:
+            O = O + F.T @ O @ F
+        return k + 1, F @ F, P, O
+
+    init = (jnp.asarray(k0, jnp.int32), F, P, O if observability else jnp.zeros((), dtype))
+    k, F, P, O = jax.lax.while_loop(cond, body, init)
+    return P, (O if observability else None), jnp.max(jnp.abs(F)), k
 
 
 def _adi_factor(R, shifts, b, *, transpose: bool, max_steps: int, tol: float):
