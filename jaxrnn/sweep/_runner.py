@@ -13,14 +13,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
 from ._grid import Chunk, Plan, plan_sweep
 from ._spec import AXES, SweepSpec
-from ._store import done_mask, open_store, write_cells
+from ._store import StoreError, array_names, check_store_path, done_mask, open_store, store_id, verify_cells, write_cells
 
-__all__ = ["RunSummary", "run_sweep", "make_method", "make_loss", "theory_infinite"]
+__all__ = ["RunSummary", "run_sweep", "make_method", "make_loss", "theory_infinite", "check_compute_dtype"]
 
 log = logging.getLogger("jaxrnn.sweep")
 
@@ -95,18 +96,13 @@ def _targets(spec, c, w):
 
 
 def theory_supported(spec: SweepSpec) -> bool:
-    return spec.theory.overlay != "none" and spec.train.loss == "exact" and spec.is_flow and spec.train.scaling == "mean_field"
+    return spec.has_theory
 
 
 def _theory_module():
-    try:
-        from .. import theory
+    from .. import theory
 
-        theory.solve  # noqa: B018
-        return theory
-    except Exception as e:  # noqa: BLE001 - the overlay is optional
-        log.warning("theory overlay skipped: jaxrnn.theory is unavailable (%s)", e)
-        return None
+    return theory
 
 
 def theory_infinite(spec: SweepSpec) -> dict | None:
@@ -121,17 +117,20 @@ def theory_infinite(spec: SweepSpec) -> dict | None:
     shape = C.shape
     ts = spec.log_times()
     t0 = time.perf_counter()
-    try:
-        res = th.solve(_targets(spec, C.ravel(), Wf.ravel()), t1=float(ts[-1]), eta=E.ravel(), ts=ts, rtol=spec.theory.rtol, atol=spec.theory.atol)
-    except Exception as e:  # noqa: BLE001
-        log.warning("theory overlay (N -> inf) failed and is skipped: %s", e)
-        return None
+    res = th.solve(_targets(spec, C.ravel(), Wf.ravel()), t1=float(ts[-1]), eta=E.ravel(), ts=ts, rtol=spec.theory.rtol, atol=spec.theory.atol)
+    ok = np.asarray(res.ok).reshape(-1)
+    if not ok.all():
+        # a failed solve is data (NaN, counted here), never a curve drawn as if right
+        log.warning("N -> inf theory: the solver failed at %d of %d (c, w, eta) points; they are stored as NaN", int((~ok).sum()), ok.size)
     log.info("N -> inf theory on %d (c, w, eta) points in %.1f s", C.size, time.perf_counter() - t0)
     T = len(ts)
+    bad = ~ok
+    loss, outlier, t_learn = (np.array(np.asarray(x), dtype=np.result_type(np.asarray(x).dtype, np.float64)) for x in (res.loss, res.outlier, res.t_learn))
+    loss[bad], outlier[bad], t_learn[bad] = np.nan, np.nan, np.nan
     return {
-        "theory_inf_loss": np.asarray(res.loss).reshape(shape + (T,)),
-        "theory_inf_outlier": np.asarray(res.outlier).reshape(shape + (T,)),
-        "theory_inf_t_learn": np.asarray(res.t_learn).reshape(shape),
+        "theory_inf_loss": loss.reshape(shape + (T,)),
+        "theory_inf_outlier": outlier.reshape(shape + (T,)),
+        "theory_inf_t_learn": t_learn.reshape(shape),
     }
 
 
@@ -249,6 +248,7 @@ def _theory_own_ic(spec, chunk, model, targets, netp, n_real, n_cells, S):
         "theory_loss": np.full((n_real, T), np.nan),
         "theory_outlier": np.full((n_real, T), np.nan + 1j * np.nan),
         "theory_t_learn": np.full((n_real,), np.nan),
+        "theory_ok": np.full((n_real,), -1, np.int8),
     }
     zero = np.flatnonzero(netp["sigma"][:n_real] == 0)
     th = _theory_module() if len(zero) else None
@@ -256,15 +256,17 @@ def _theory_own_ic(spec, chunk, model, targets, netp, n_real, n_cells, S):
         # pad to the chunk size so every chunk reuses one compiled theory program
         sel = _pad(zero, chunk.size)
         sub = jax.tree.map(lambda x: np.asarray(x)[sel], (model, targets))
-        try:
-            ts = spec.log_times()
-            res = th.solve(sub[1], t1=float(ts[-1]), eta=netp["eta"][sel], ts=ts, network=sub[0], rtol=spec.theory.rtol, atol=spec.theory.atol)
-            k = len(zero)
-            out["theory_loss"][zero] = np.asarray(res.loss)[:k]
-            out["theory_outlier"][zero] = np.asarray(res.outlier)[:k]
-            out["theory_t_learn"][zero] = np.asarray(res.t_learn)[:k]
-        except Exception as e:  # noqa: BLE001
-            log.warning("theory overlay (own initial condition) failed for chunk %d: %s", chunk.index, e)
+        ts = spec.log_times()
+        res = th.solve(sub[1], t1=float(ts[-1]), eta=netp["eta"][sel], ts=ts, network=sub[0], rtol=spec.theory.rtol, atol=spec.theory.atol)
+        k = len(zero)
+        ok = np.asarray(res.ok).reshape(-1)[:k]
+        good = zero[ok]
+        out["theory_loss"][good] = np.asarray(res.loss)[:k][ok]
+        out["theory_outlier"][good] = np.asarray(res.outlier)[:k][ok]
+        out["theory_t_learn"][good] = np.asarray(res.t_learn)[:k][ok]
+        out["theory_ok"][zero] = ok.astype(np.int8)
+        if not ok.all():
+            log.warning("sigma = 0 theory: the solver failed for %d network(s) of chunk %d; stored as NaN (theory_ok = 0)", int((~ok).sum()), chunk.index)
     return {k: v.reshape((n_cells, S) + v.shape[1:]) for k, v in out.items()}
 
 
@@ -311,10 +313,23 @@ def run_sweep(
     import jax
 
     t_wall = time.perf_counter()
+    check_compute_dtype(spec)
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(f"process_index must be in [0, process_count), got {process_index} of {process_count}")
     plan: Plan = plan_sweep(spec, chunk_size=chunk_size, n_devices=n_devices)
-    g = open_store(store_path, spec, fresh=fresh, create=process_index == 0, theory_inf=lambda: theory_infinite(spec))
+    if process_index == 0:
+        check_store_path(store_path)  # before the theory runs: a bad path costs nothing
+    g = _open_shared_store(spec, store_path, fresh, process_index, process_count)
     done = done_mask(g).reshape(-1)
     mine = [c for c in plan.chunks if c.index % process_count == process_index]
+    if done.any():
+        mine_cells = np.concatenate([c.cells for c in mine]) if mine else np.zeros(0, np.int64)
+        bad = verify_cells(g, spec, mine_cells)
+        if len(bad):
+            log.warning(
+                "%d cell(s) marked done in %s fail their checksum (missing or corrupt data); recomputing them", len(bad), store_path
+            )
+            done[bad] = False
     todo = [(c, c.cells[~done[c.cells]]) for c in mine]
     todo = [(c, cells) for c, cells in todo if len(cells)]
     skipped = len(mine) - len(todo)
@@ -344,7 +359,7 @@ def run_sweep(
             d = np.diff([t0] + stamps)
             prog.compile_s += max(0.0, d[0] - float(np.median(d[1:])))
         compiled.add(chunk.group)
-        present = set(g.array_keys())
+        present = array_names(g)
         write_cells(g, spec, cells, {k: v for k, v in data.items() if k in present})
         diverged += int(np.sum(data["status"] == 1))
         prog.update(chunk.group, len(cells) * S, time.perf_counter() - t0)
@@ -354,6 +369,42 @@ def run_sweep(
         str(store_path), len(plan.chunks), len(todo), skipped, prog.networks, prog.compile_s, prog.run_s,
         time.perf_counter() - t_wall, diverged,
     )
+
+
+def check_compute_dtype(spec: SweepSpec) -> None:
+    """A float64 sweep needs jax's x64 mode; without it jax would compute in float32 while the store
+    says float64."""
+    import jax
+
+    if spec.train.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "train.dtype = \"float64\" needs jax's 64-bit mode: call jax.config.update(\"jax_enable_x64\", True) "
+            "before run_sweep (the CLI does), or set train.dtype = \"float32\""
+        )
+
+
+def _open_shared_store(spec, store_path, fresh, process_index, process_count):
+    """Process 0 creates (or reopens) the store; the others wait for that very store (its id is passed
+    through jax.distributed's key-value service, so `fresh` never lets them open the old one)."""
+    key = f"jaxrnn/store/{spec.config_hash}/{Path(store_path).resolve()}"
+    client = _distributed_client() if process_count > 1 else None
+    if process_index == 0:
+        g = open_store(store_path, spec, fresh=fresh, create=True, theory_inf=lambda: theory_infinite(spec))
+        if client is not None:
+            client.key_value_set(key, store_id(g))
+        return g
+    sid = client.blocking_key_value_get(key, 3_600_000) if client is not None else None
+    if client is None and fresh:
+        raise StoreError("--fresh with several processes needs jax.distributed (pass --coordinator)")
+    return open_store(store_path, spec, create=False, store_id=sid)
+
+
+def _distributed_client():
+    try:
+        from jax._src.distributed import global_state
+    except ImportError:  # pragma: no cover - jax moved it
+        return None
+    return global_state.client
 
 
 def pending_cells(store_path) -> int:

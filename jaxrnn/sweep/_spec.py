@@ -173,6 +173,12 @@ class SweepSpec:
         return self.train.dt if self.is_flow else 1.0
 
     @property
+    def has_theory(self) -> bool:
+        """Whether the reduced theories apply: exact loss, gradient flow, mean-field rates, overlay on."""
+        t = self.train
+        return self.theory.overlay != "none" and t.loss == "exact" and self.is_flow and t.scaling == "mean_field"
+
+    @property
     def t_end(self) -> float:
         return self.train.steps * self.time_per_step
 
