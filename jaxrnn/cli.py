@@ -1,7 +1,8 @@
 """`jaxrnn run | explain | theory | compare | plot | info` (docs/sweep.md).
 
-Exit codes: 0 success, 2 bad config / bad arguments / store of another config (one line each on
-stderr, no traceback), 1 an unexpected error.
+Exit codes: 0 success; 2 bad config, bad arguments, or a store path that is not ours to write (one
+line each on stderr, before any compute, no traceback); 130 interrupted (with how to resume); 1 an
+unexpected error (one line; JAXRNN_DEBUG=1 shows the traceback).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -45,6 +47,28 @@ def _cmd_explain(args):
     return 0
 
 
+class UsageError(ValueError):
+    """A command-line option out of range; one line, exit 2."""
+
+
+def _check_run_options(args):
+    """Every option of `run`, checked before anything is loaded or compiled."""
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise UsageError(f"--chunk-size must be an integer >= 1, got {args.chunk_size}")
+    if args.devices < 0:
+        raise UsageError(f"--devices must be >= 0 (0: all local devices), got {args.devices}")
+    if args.num_processes < 1:
+        raise UsageError(f"--num-processes must be >= 1, got {args.num_processes}")
+    if not 0 <= args.process_id < args.num_processes:
+        raise UsageError(f"--process-id must be in [0, --num-processes = {args.num_processes}), got {args.process_id}")
+    if not args.coordinator and (args.num_processes != 1 or args.process_id != 0):
+        raise UsageError("--num-processes and --process-id need --coordinator HOST:PORT (the address of process 0)")
+    if args.coordinator:
+        host, _, port = args.coordinator.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise UsageError(f"--coordinator must be HOST:PORT with a port in [1, 65535], got {args.coordinator!r}")
+
+
 def _init_distributed(args):
     if not args.coordinator:
         return 0, 1
@@ -56,14 +80,24 @@ def _init_distributed(args):
 
 def _cmd_run(args):
     from .sweep import run_sweep
+    from .sweep._store import check_store_path
 
+    _check_run_options(args)
     spec = _load(args)
-    pi, pc = _init_distributed(args)
     store, figs = spec.paths(args.out)
-    summary = run_sweep(
-        spec, store, fresh=args.fresh, chunk_size=args.chunk_size, quiet=args.quiet,
-        process_index=pi, process_count=pc, n_devices=args.devices or None,
-    )
+    check_store_path(store)
+    if not args.no_plot:
+        _check_figure_folder(figs)
+    _check_devices(args.devices)
+    pi, pc = _init_distributed(args)
+    try:
+        summary = run_sweep(
+            spec, store, fresh=args.fresh, chunk_size=args.chunk_size, quiet=args.quiet,
+            process_index=pi, process_count=pc, n_devices=args.devices or None,
+        )
+    except KeyboardInterrupt:
+        print(_interrupted_line(store, " ".join(sys.argv[1:]) or "jaxrnn run ..."), file=sys.stderr)
+        return 130
     if summary.nothing_to_do:
         print(f"nothing to do: {store} is complete ({summary.chunks_total} chunks done)")
     else:
@@ -85,6 +119,39 @@ def _cmd_run(args):
     return 0
 
 
+def _check_figure_folder(figs: Path):
+    if figs.exists() and not figs.is_dir():
+        raise UsageError(f"figure folder {figs} exists and is not a folder: choose another --out or output.figures")
+    existing = figs
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"cannot create figure folder {figs}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write figures to {figs}: no write permission on {existing}")
+
+
+def _check_devices(n):
+    if n:
+        import jax
+
+        have = len(jax.local_devices())
+        if n > have:
+            raise UsageError(f"--devices must be <= the {have} local device(s) here, got {n}")
+
+
+def _interrupted_line(store, argv):
+    done = total = None
+    try:
+        from .sweep._runner import store_progress
+
+        done, total = store_progress(store)
+    except Exception:  # noqa: BLE001 - the store may not exist yet
+        pass
+    saved = f"{done} of {total} cells are saved in {store}" if total else f"nothing was saved to {store} yet"
+    return f"interrupted: {saved}; run the same command again to resume (jaxrnn {argv})"
+
+
 def _cmd_theory(args):
     from .sweep import theory_infinite
 
@@ -104,19 +171,54 @@ def _cmd_theory(args):
     return 0
 
 
+def _open_existing_store(path):
+    """A finished or partial jaxrnn store to read; one line if it is not one."""
+    from .sweep._store import StoreError, read_marker
+
+    p = Path(path)
+    if not p.exists():
+        raise StoreError(f"store {path} does not exist")
+    if not p.is_dir() or read_marker(p) is None:
+        raise StoreError(f"{path} is not a jaxrnn store (no .jaxrnn-store marker)")
+    from .sweep import open_dataset
+
+    try:
+        return open_dataset(p)
+    except Exception as e:  # noqa: BLE001 - zarr/xarray raise many kinds for damaged metadata
+        raise StoreError(f"store {path} cannot be read ({type(e).__name__}: {e})") from None
+
+
 def _cmd_compare(args):
     from .plots import compare_table
 
+    if args.per_seed < 0:
+        raise UsageError(f"--per-seed must be >= 0, got {args.per_seed}")
+    from .plots import partial_note
+
+    note = partial_note(_open_existing_store(args.store))
+    if note:
+        print(f"{note}: the table covers the finished cells only")
     print(compare_table(args.store, per_seed=args.per_seed))
     return 0
 
 
 def _cmd_plot(args):
-    from .plots import plot_store
-    from .sweep import open_dataset
+    from .plots import partial_note, plot_store
+    from .sweep._spec import AXES, PLOT_FORMATS, PLOT_KINDS
 
-    ds = open_dataset(args.store)
+    ds = _open_existing_store(args.store)
     cfg = json.loads(ds.attrs["jaxrnn_config"])
+    for opt, val, allowed in (("--kinds", args.kinds, PLOT_KINDS), ("--formats", args.formats, PLOT_FORMATS)):
+        bad = [v for v in (val or "").split(",") if val and v not in allowed]
+        if bad:
+            raise UsageError(f"{opt} must be a comma list of {','.join(allowed)}, got {val!r}")
+    for pair in args.phase or []:
+        xy = pair.split(",")
+        if len(xy) != 2 or xy[0] == xy[1] or any(a not in AXES[:5] for a in xy):
+            raise UsageError(f"--phase must be two different axes from {','.join(AXES[:5])} as x,y, got {pair!r}")
+    note = partial_note(ds)
+    if note:
+        print(f"{note}: figures are marked partial")
     out = Path(args.out) if args.out else Path(args.store).with_suffix("")
     kinds = args.kinds.split(",") if args.kinds else cfg["output"]["plots"]
     formats = args.formats.split(",") if args.formats else cfg["output"]["formats"]
@@ -133,11 +235,24 @@ def _cmd_info(args):
     from importlib.metadata import version
 
     if args.store:
-        from .sweep import open_dataset
-
-        ds = open_dataset(args.store)
+        ds = _open_existing_store(args.store)
         done = ds["done"].values
-        print(f"store {args.store}: {int(done.sum())}/{done.size} cells done")
+        state = "complete" if done.all() else "partial"
+        print(f"store {args.store}: {int(done.sum())} of {done.size} cells done ({state})")
+        if args.verify:
+            from .sweep import spec_from_dict
+            from .sweep._store import _open_group, verify_cells
+
+            spec = spec_from_dict(json.loads(ds.attrs["jaxrnn_config"]))
+            bad = verify_cells(_open_group(args.store, "r"), spec)
+            if len(bad):
+                print(f"verify: {len(bad)} cell(s) marked done fail their checksum (missing or corrupt data): "
+                      f"flat indices {bad[:20].tolist()}{' ...' if len(bad) > 20 else ''}; `jaxrnn run` recomputes them")
+                return 1
+            print(f"verify: all {int(done.sum())} done cells match their checksums")
+    elif args.verify:
+        raise UsageError("--verify needs a store path")
+    if args.store:
         for k, v in ds.attrs.items():
             if k != "jaxrnn_config":
                 print(f"  {k}: {v}")
@@ -148,42 +263,56 @@ def _cmd_info(args):
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jaxrnn")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="jaxrnn", description="Train populations of linear RNNs: sweeps, theory and figures.")
+    p.add_argument("--version", action="version", version=f"jaxrnn {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def config_cmd(name, help_):
+    def config_cmd(name, help_, *, output=True):
         s = sub.add_parser(name, help=help_, description=help_)
         s.add_argument("config", help="sweep TOML file (sweeps/*.toml)")
         s.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.steps=200 grid.N=[16,32]")
-        s.add_argument("--out", help="output folder: the store is OUT/NAME.zarr, figures OUT/NAME/")
-        s.add_argument("--chunk-size", type=int, default=None, help="networks per chunk (default: from run.memory_gb)")
+        if output:
+            s.add_argument("--out", help="output folder: the store is OUT/NAME.zarr, figures OUT/NAME/")
+            s.add_argument("--chunk-size", type=int, default=None, help="networks per chunk, >= 1 (default: from run.memory_gb)")
         return s
 
     r = config_cmd("run", "run (or resume) a sweep into its zarr store, then draw its figures")
-    r.add_argument("--fresh", action="store_true", help="discard an existing store (even of another config) and start afresh")
+    r.add_argument("--fresh", action="store_true", help="discard an existing jaxrnn store at the path (never any other folder) and start afresh")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.add_argument("--no-plot", action="store_true", help="do not draw figures at the end")
-    r.add_argument("--devices", type=int, default=0, help="use this many local devices (default: all)")
-    r.add_argument("--coordinator", help="host:port of process 0 for a multi-process jax.distributed run")
-    r.add_argument("--num-processes", type=int, default=1)
-    r.add_argument("--process-id", type=int, default=0)
+    r.add_argument("--devices", type=int, default=0, help="use this many local devices (default 0: all)")
+    r.add_argument("--coordinator", help="HOST:PORT of process 0 for a multi-process jax.distributed run")
+    r.add_argument("--num-processes", type=int, default=1, help="number of processes (with --coordinator)")
+    r.add_argument("--process-id", type=int, default=0, help="this process's index in [0, --num-processes) (with --coordinator)")
     r.set_defaults(func=_cmd_run)
     config_cmd("explain", "print grid size, groups, compiles, memory and time estimates without running").set_defaults(func=_cmd_explain)
-    config_cmd("theory", "print the N -> inf sigma = 0 theory's learning times for a config's (c, w, eta)").set_defaults(func=_cmd_theory)
+    config_cmd("theory", "print the N -> inf sigma = 0 theory's learning times for a config's (c, w, eta)", output=False).set_defaults(
+        func=_cmd_theory
+    )
     c = sub.add_parser("compare", help="theory vs simulation table for a store", description="theory vs simulation table for a store")
-    c.add_argument("store")
+    c.add_argument("store", help="a jaxrnn results store (.zarr folder)")
     c.add_argument("--per-seed", type=int, default=8, help="list the per-network errors of the first N seeds of each cell (0: none)")
     c.set_defaults(func=_cmd_compare)
     pl = sub.add_parser("plot", help="draw figures from a store", description="draw phase diagrams, curves, outliers and spectra from a store")
-    pl.add_argument("store")
+    pl.add_argument("store", help="a jaxrnn results store (.zarr folder)")
     pl.add_argument("--out", help="figure folder (default: the store path without .zarr)")
     pl.add_argument("--kinds", help="comma list of phase,curves,outlier,spectra,loss")
     pl.add_argument("--formats", help="comma list of png,pdf")
     pl.add_argument("--phase", action="append", help="axis pair x,y for a phase diagram (repeatable)")
     pl.set_defaults(func=_cmd_plot)
     i = sub.add_parser("info", help="versions and devices, or a store's provenance and progress")
-    i.add_argument("store", nargs="?")
+    i.add_argument("store", nargs="?", help="a jaxrnn results store (.zarr folder); without it: versions and devices")
+    i.add_argument("--verify", action="store_true", help="recompute every done cell's checksum and report missing or corrupt data")
     i.set_defaults(func=_cmd_info)
     return p
 
@@ -198,7 +327,8 @@ def main(argv=None) -> int:
     if extra:
         args.overrides = list(args.overrides) + extra
     _setup_logging(getattr(args, "quiet", False))
-    from .sweep import ConfigError, StoreMismatch
+    from .sweep import ConfigError
+    from .sweep._store import StoreError
 
     try:
         return args.func(args)
@@ -206,16 +336,20 @@ def main(argv=None) -> int:
         for issue in e.issues:
             print(str(issue), file=sys.stderr)
         return 2
-    except StoreMismatch as e:
+    except StoreError as e:
         print(f"store error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, KeyError) as e:
-        if args.command in ("plot", "compare", "info"):
-            print(f"error: cannot read store {getattr(args, 'store', '')}: {e}", file=sys.stderr)
-            return 2
-        raise
+    except (UsageError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - one line for the user; the traceback on request
+        if os.environ.get("JAXRNN_DEBUG"):
+            raise
+        print(f"error: {type(e).__name__}: {e} (set JAXRNN_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

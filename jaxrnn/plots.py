@@ -40,7 +40,16 @@ def _fix_others(da, keep):
     return da, desc
 
 
-def _save(fig, out, stem, formats):
+def partial_note(ds) -> str | None:
+    """"partial: k of n cells" for a store whose run has not finished, else None."""
+    done = ds["done"].values
+    return None if done.all() else f"partial store: {int(done.sum())} of {done.size} cells done"
+
+
+def _save(fig, out, stem, formats, ds=None):
+    note = partial_note(ds) if ds is not None else None
+    if note:  # a figure of an unfinished sweep says so on its face
+        fig.text(0.5, 0.995, note.upper(), ha="center", va="top", color="#b2182b", fontsize=11, weight="bold")
     files = []
     for fmt in formats:
         p = Path(out) / f"{stem}.{fmt}"
@@ -88,7 +97,7 @@ def phase_diagram(ds, x, y, out, formats=("png",)):
                     continue
                 axes[0].text(i, j, f"th {th[j, i]:.3g}\nsim {tl[j, i]:.3g}", ha="center", va="center", fontsize=6, color="w")
     fig.suptitle(f"phase diagram {y} x {x}" + (f" ({desc})" if desc else "") + "; theory: N->inf, sigma=0", fontsize=10)
-    return _save(fig, out, f"phase_{y}_{x}", formats)
+    return _save(fig, out, f"phase_{y}_{x}", formats, ds)
 
 
 def learning_time_curves(ds, out, formats=("png",)):
@@ -120,7 +129,7 @@ def learning_time_curves(ds, out, formats=("png",)):
         ax.set_ylabel("t_learn")
         ax.set_title(desc, fontsize=8)
     axs[0][0].legend(fontsize=7)
-    return _save(fig, out, "t_learn_curves", formats)
+    return _save(fig, out, "t_learn_curves", formats, ds)
 
 
 def outlier_trajectories(ds, out, formats=("png",)):
@@ -150,7 +159,7 @@ def outlier_trajectories(ds, out, formats=("png",)):
     axs[1].set_ylabel("Im")
     axs[0].legend(fontsize=6)
     fig.suptitle("outlier trajectories" + (f" ({desc})" if desc else ""), fontsize=10)
-    return _save(fig, out, "outlier", formats)
+    return _save(fig, out, "outlier", formats, ds)
 
 
 def loss_curves(ds, out, formats=("png",)):
@@ -166,7 +175,7 @@ def loss_curves(ds, out, formats=("png",)):
     ax.set_ylabel("loss")
     ax.legend(fontsize=6)
     ax.set_title(desc, fontsize=8)
-    return _save(fig, out, "loss", formats)
+    return _save(fig, out, "loss", formats, ds)
 
 
 def spectra(ds, out, formats=("png",)):
@@ -188,7 +197,7 @@ def spectra(ds, out, formats=("png",)):
         ax.set_title(f"t = {ts[k]:.3g}", fontsize=9)
         ax.set_aspect("equal")
     fig.suptitle("spectra of W (circles: bulk edge sigma)" + (f" ({desc})" if desc else ""), fontsize=10)
-    return _save(fig, out, "spectra", formats)
+    return _save(fig, out, "spectra", formats, ds)
 
 
 def plot_store(store, out, *, kinds=("phase",), formats=("png",), phase=()):

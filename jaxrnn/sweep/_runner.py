@@ -407,6 +407,14 @@ def _distributed_client():
     return global_state.client
 
 
+def store_progress(store_path) -> tuple[int, int]:
+    """(cells done, cells in the grid) of a store."""
+    from ._store import _open_group
+
+    done = done_mask(_open_group(store_path, "r"))
+    return int(done.sum()), int(done.size)
+
+
 def pending_cells(store_path) -> int:
     """Number of cells not yet done in a store."""
     from ._store import _open_group

@@ -40,6 +40,7 @@ OPTIMIZERS = ("flow", "gd", "adam", "sgd_momentum", "rmsprop")
 LOSSES = ("exact", "finite_horizon", "discrete", "sampled")
 THEORIES = ("none", "auto", "sigma0")
 PLOT_KINDS = ("phase", "curves", "outlier", "spectra", "loss")
+PLOT_FORMATS = ("png", "pdf")
 RK4_LIMIT, EULER_LIMIT = 2.78, 2.0  # |eta h lambda_max| stability limits of the explicit steps
 MAX_N = 8192
 
@@ -257,6 +258,8 @@ def load_spec(path, overrides=(), *, name: str | None = None) -> SweepSpec:
         raise ConfigError([ConfigIssue("config", str(path), f"is not valid TOML ({e})")]) from None
     except UnicodeDecodeError:
         raise ConfigError([ConfigIssue("config", str(path), "is not UTF-8 text")]) from None
+    if not raw and not overrides:
+        raise ConfigError([ConfigIssue("config", str(path), "is empty: a sweep needs at least a [grid] table (see sweeps/quickstart.toml)")])
     raw.setdefault("name", name or path.stem)
     for ov in overrides:
         keys, value = parse_override(ov)
@@ -507,8 +510,8 @@ def _output(o, grid, issues) -> OutputSpec:
         issues.append(ConfigIssue("output.plots", plots, f"must be a list of {', '.join(PLOT_KINDS)}"))
         plots = list(d.plots)
     formats = o.get("formats", list(d.formats))
-    if not isinstance(formats, list) or not formats or any(f not in ("png", "pdf") for f in formats):
-        issues.append(ConfigIssue("output.formats", formats, "must be a non-empty list of png, pdf"))
+    if not isinstance(formats, list) or not formats or any(f not in PLOT_FORMATS for f in formats):
+        issues.append(ConfigIssue("output.formats", formats, f"must be a non-empty list of {', '.join(PLOT_FORMATS)}"))
         formats = list(d.formats)
     phase = o.get("phase", [])
     pairs = []
