@@ -88,8 +88,8 @@ def _cmd_run(args):
     check_store_path(store)
     if not args.no_plot:
         _check_figure_folder(figs)
+    pi, pc = _init_distributed(args)  # before anything touches a jax backend
     _check_devices(args.devices)
-    pi, pc = _init_distributed(args)
     try:
         summary = run_sweep(
             spec, store, fresh=args.fresh, chunk_size=args.chunk_size, quiet=args.quiet,

@@ -1,6 +1,8 @@
-"""Two `jax.distributed` processes on localhost (CPU) write the same store as one process."""
+"""Two `jax.distributed` processes on localhost (CPU) write the same store as one process, also when
+they replace an existing store with --fresh (no process may open the old one)."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -49,9 +51,14 @@ def _run(tmp_path):
     cfg = tmp_path / "dist.toml"
     cfg.write_text(CFG)
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    one = subprocess.run(_cmd(cfg, tmp_path / "one"), env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    # an existing finished store at the two-process path, replaced with --fresh: process 1 must wait for
+    # process 0's new store, not open the old one (it would find every cell done and run nothing)
+    shutil.copytree(tmp_path / "one" / "dist.zarr", tmp_path / "two" / "dist.zarr")
     coord = f"127.0.0.1:{_port()}"
     procs = [
-        subprocess.Popen(_cmd(cfg, tmp_path / "two", "--coordinator", coord, "--num-processes", "2", "--process-id", str(i)),
+        subprocess.Popen(_cmd(cfg, tmp_path / "two", "--coordinator", coord, "--num-processes", "2", "--process-id", str(i), "--fresh"),
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(2)
     ]
@@ -60,8 +67,6 @@ def _run(tmp_path):
         assert p.returncode == 0, o
     # each process ran its own chunks (4 cells, chunk = 1 cell of 2 seeds: 2 chunks each)
     assert all("ran 2 chunk(s), 4 networks" in o for o in outs), outs
-    one = subprocess.run(_cmd(cfg, tmp_path / "one"), env=env, capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr
     ds2, a = _data(tmp_path / "two" / "dist.zarr")
     ds1, b = _data(tmp_path / "one" / "dist.zarr")
     assert ds2.attrs["process_count"] == 2 and ds1.attrs["process_count"] == 1

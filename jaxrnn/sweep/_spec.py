@@ -207,6 +207,20 @@ class SweepSpec:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def to_raw(self) -> dict:
+        """The config as TOML-shaped data (lists, no None): `spec_from_dict(spec.to_raw())` gives `spec` back."""
+
+        def plain(v):
+            if isinstance(v, (tuple, list)):
+                return [plain(x) for x in v]
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items() if x is not None}
+            return v
+
+        d = plain(self.to_dict())
+        d.pop("source", None)
+        return d
+
     def result_dict(self) -> dict:
         """The parts that determine the stored numbers (grid, training, theory); not run/output."""
         d = self.to_dict()
