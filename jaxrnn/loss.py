@@ -163,40 +163,21 @@ def population_loss(
     return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
 
 
-def _resolvents_fast(model: LinearRNN, target: ExponentialSum, after, adjoint: bool = True):
-    """x_j = (s_j I - A)^{-1} u and (if `adjoint`) y_j = (s_j I - A)^{-T} v, from one LU per pole.
-
-    Real arithmetic for real poles (`kind="integrator"`), complex otherwise; y reuses x's LU by a
-    transposed triangular solve (`_resolvents` factors the transpose again). Started after `after`
-    (see `_resolvents`: no two LAPACK calls of one step run concurrently).
-    """
-    real = target.kind == "integrator"  # leaky_integrator / perfect_integrator: s_im = 0
-    dtype = model.W.dtype if real else jnp.result_type(model.W.dtype, jnp.complex64)
-    N = model.N
-    A = (model.W - jnp.eye(N, dtype=model.W.dtype)).astype(dtype)
-    poles = (target.s_re if real else target.poles).astype(dtype)
-    mats = poles[:, None, None] * jnp.eye(N, dtype=dtype) - A
-    mats = mats + (0 * after.ravel()[0]).astype(dtype)  # data dependency, see `_resolvents`
-    lu, piv = jax.scipy.linalg.lu_factor(mats)
-    J = poles.shape[0]
-    solve = jax.vmap(lambda l, q, b, t: jax.scipy.linalg.lu_solve((l, q), b, trans=t), in_axes=(0, 0, 0, None))
-    x = solve(lu, piv, jnp.broadcast_to(model.u.astype(dtype), (J, N)), 0)
-    y = solve(lu, piv, jnp.broadcast_to(model.v.astype(dtype), (J, N)), 1) if adjoint else None
-    cdtype = jnp.result_type(model.W.dtype, jnp.complex64)
-    return x.astype(cdtype), (None if y is None else y.astype(cdtype))
-
-
 def _fast_terms(model: LinearRNN, target: ExponentialSum, max_doublings: int, shift, need_grad: bool):
-    """P v, O u, O P, x, y, tail and the doublings used, by `gramians_adaptive` (see its doc)."""
+    """P v, O u, O P, x, y, tail and the doublings used, all from `gramians_adaptive` (see its doc):
+    one LU per step (the Cayley transform); the resolvents come from the same powers of F, in real
+    arithmetic for real poles (`kind="integrator"`: s_im = 0)."""
     A = model.W - jnp.eye(model.N, dtype=model.W.dtype)
     if shift is None:
         shift = cayley_shift(model.W)
-    P, O, tail, K = gramians_adaptive(A, model.u, model.v, max_doublings=max_doublings, shift=shift,
-                                      observability=need_grad)
-    x, y = _resolvents_fast(model, target, after=P, adjoint=need_grad)
+    poles = target.s_re if target.kind == "integrator" else target.poles
+    P, O, tail, K, x, y = gramians_adaptive(A, model.u, model.v, max_doublings=max_doublings, shift=shift,
+                                            observability=need_grad, poles=poles)
+    cdtype = jnp.result_type(model.W.dtype, jnp.complex64)
+    x = x.astype(cdtype)
     if not need_grad:
         return P @ model.v, None, None, x, None, tail, K
-    return P @ model.v, O @ model.u, O @ P, x, y, tail, K
+    return P @ model.v, O @ model.u, O @ P, x, y.astype(cdtype), tail, K
 
 
 def population_loss_and_grad_fast(
@@ -213,8 +194,8 @@ def population_loss_and_grad_fast(
     stops once |F^(2^K)|_F^2 <= eps, at most `max_doublings` (use the reference's `doublings` so a
     network that fails to converge is flagged by the same `tail` test); the first doublings run on
     rank-one factors; `shift=None` picks the Cayley shift from `lyapunov.cayley_shift` (a float fixes
-    it). Resolvents: one LU per pole, real for `kind="integrator"`. Not reverse-differentiable (a
-    while loop): its gradient is the adjoint one it returns.
+    it). The resolvents come from the same powers of F (no LU besides the Cayley transform's). Not
+    reverse-differentiable (a while loop): its gradient is the adjoint one it returns.
 
     Returns (loss, grad, tail), plus K (the doublings used) with `return_doublings`.
     """

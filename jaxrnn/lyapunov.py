@@ -137,57 +137,85 @@ def gramians_adaptive(
     max_doublings: int = DEFAULT_DOUBLINGS,
     shift=1.0,
     observability: bool = True,
+    poles=None,
     factored: int = 2,
     tol: float | None = None,
 ):
     """`gramians` with the number of doublings chosen on the fly: same P, O to the dtype's precision.
 
-    F = (pI - A)^{-1}(pI + A) = 2p R - I with R = (pI - A)^{-1} (one LU, no product). The Stein sums
-    P = sum_i F^i G F^iT, G = 2p g g^T (g = R u), start rank one, so the first `factored` doublings
-    run on factors, Z <- [Z, F^(2^k) Z] (width 2^k: O(n^2 2^k) instead of 4 n^3 per doubling; O's factor
-    uses F^T), and only F itself is squared. Then dense doublings X <- X + F X F^T, F <- F^2 continue in
-    a `while_loop` while |F^(2^k)|_F^2 > tol^2 (default tol^2 = eps of the dtype) and k < `max_doublings`:
-    the truncation error F^(2^k) X F^(2^k)T is then below eps |X|_2. P and O share every power of F.
-    `shift` is a number or a traced scalar (e.g. `cayley_shift(A + I)`).
+    F = (pI - A)^{-1}(pI + A) = 2p R - I with R = (pI - A)^{-1}: one LU, the step's only factorisation.
+    The Stein sums P = sum_i F^i G F^iT, G = 2p g g^T (g = R u), start rank one, so the first `factored`
+    doublings run on factors, Z <- [Z, F^(2^k) Z] (width 2^k: O(n^2 2^k) instead of 4 n^3 per doubling;
+    O's factor uses F^T and h = R^T v), and only F itself is squared. Dense doublings X <- X + F X F^T,
+    F <- F^2 then continue in a `while_loop` while |F^(2^k)|_F^2 > tol^2 (default tol^2 = eps of the dtype)
+    and k < `max_doublings`: the truncation error F^(2^K) X F^(2^K)T is then below eps |X|_2. P and O
+    share every power of F. `shift` is a number or a traced scalar (e.g. `cayley_shift(A + I)`).
 
-    Returns (P, O, tail, doublings): O is None without `observability`; tail = max|F^(2^K)| as in
-    `gramians` (<= sqrt(eps) once converged; O(1) or larger flags a non-Hurwitz A, which runs to
-    `max_doublings`); `doublings` = K, the number used (an int32 scalar).
+    `poles` (shape (J,), real or complex with Re s > 0): also the resolvents x_j = (s_j I - A)^{-1} u,
+    y_j = (s_j I - A)^{-T} v from the same powers of F, with no further factorisation. With
+    A = p (F - I)(F + I)^{-1} and F + I = 2p R,
+        (sI - A)^{-1} = 2p/(s + p) (I - beta F)^{-1} R,   beta = (p - s)/(p + s), |beta| < 1,
+    and (I - beta F)^{-1} = prod_k (I + beta^(2^k) F^(2^k)): one matvec per doubling, plus one with F^(2^K)
+    so the truncation (beta F)^(2^(K+1)) is below |F^(2^K)|^2 <= eps as well.
+
+    Returns (P, O, tail, doublings), plus (x, y) of shape (J, n) with `poles` (y None without
+    `observability`): O is None without `observability`; tail = max|F^(2^K)| as in `gramians`
+    (<= sqrt(eps) once converged; O(1) or larger flags a non-Hurwitz A, which runs to `max_doublings`);
+    `doublings` = K, the number used (an int32 scalar).
     """
     n = A.shape[-1]
     dtype = A.dtype
     tol2 = float(np.finfo(np.dtype(dtype)).eps) if tol is None else float(tol) ** 2
     eye = jnp.eye(n, dtype=dtype)
     p = jnp.asarray(shift, dtype)
-    Rg = jnp.linalg.solve(p * eye - A, jnp.concatenate([eye, u[:, None]], axis=1))  # [R | R u]
-    R, g = Rg[:, :n], Rg[:, n]
+    R = jnp.linalg.inv(p * eye - A)
     F = 2 * p * R - eye
+    g, h = R @ u, v @ R  # (pI - A)^{-1} u, (pI - A)^{-T} v
     scale = jnp.sqrt(2 * p)
-    Zp = (scale * g)[:, None]
-    Zo = (scale * (v @ R))[:, None]  # (pI - A)^{-T} v
+    Zp, Zo = (scale * g)[:, None], (scale * h)[:, None]
+    if poles is None:
+        poles = jnp.zeros((0,), dtype)
+    rdtype = jnp.result_type(dtype, poles.dtype)
+    s = poles.astype(rdtype)
+    beta = (p - s) / (p + s)
+    zx = jnp.broadcast_to(g.astype(rdtype), s.shape + (n,))
+    zy = jnp.broadcast_to(h.astype(rdtype), s.shape + (n,))
+
+    def resolvent_factor(F, zx, zy, beta):  # z <- (I + beta^(2^k) F^(2^k)) z, z y <- ... F^T
+        zx = zx + beta[:, None] * (zx @ F.T.astype(rdtype))
+        zy = zy + beta[:, None] * (zy @ F.astype(rdtype)) if observability else zy
+        return zx, zy, beta * beta
+
     k0 = min(int(factored), int(max_doublings))
     for _ in range(k0):
         Zp = jnp.concatenate([Zp, F @ Zp], axis=1)
         if observability:
             Zo = jnp.concatenate([Zo, F.T @ Zo], axis=1)
+        zx, zy, beta = resolvent_factor(F, zx, zy, beta)
         F = F @ F
     P = Zp @ Zp.T
-    O = Zo @ Zo.T if observability else None
+    O = Zo @ Zo.T if observability else jnp.zeros((), dtype)
 
     def cond(carry):
         k, F = carry[0], carry[1]
         return (k < max_doublings) & (jnp.sum(F * F) > tol2)
 
     def body(carry):
-        k, F, P, O = carry
+        k, F, P, O, zx, zy, beta = carry
         P = P + F @ P @ F.T
         if observability:
             O = O + F.T @ O @ F
-        return k + 1, F @ F, P, O
+        zx, zy, beta = resolvent_factor(F, zx, zy, beta)
+        return k + 1, F @ F, P, O, zx, zy, beta
 
-    init = (jnp.asarray(k0, jnp.int32), F, P, O if observability else jnp.zeros((), dtype))
-    k, F, P, O = jax.lax.while_loop(cond, body, init)
-    return P, (O if observability else None), jnp.max(jnp.abs(F)), k
+    init = (jnp.asarray(k0, jnp.int32), F, P, O, zx, zy, beta)
+    k, F, P, O, zx, zy, beta = jax.lax.while_loop(cond, body, init)
+    out = (P, (O if observability else None), jnp.max(jnp.abs(F)), k)
+    if poles.shape[0] == 0:
+        return out
+    zx, zy, _ = resolvent_factor(F, zx, zy, beta)
+    c = (2 * p / (s + p))[:, None]
+    return out + (c * zx, (c * zy) if observability else None)
 
 
 def _adi_factor(R, shifts, b, *, transpose: bool, max_steps: int, tol: float):

@@ -6,6 +6,8 @@ both report through these, so their outputs subtract.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +16,9 @@ __all__ = [
     "learning_time",
     "eigenvalue_learning_time",
     "outlier_eigenvalue",
+    "OutlierState",
+    "init_outlier_tracker",
+    "track_outlier",
     "operator_norm",
     "charge",
     "charge_drift",
@@ -55,15 +60,19 @@ def learning_time(t, loss, *, threshold: float = 1e-2):
     return _first_crossing(t, loss, threshold * loss[..., 0], log=True)
 
 
-def eigenvalue_learning_time(t, outlier, target_eigenvalue, *, tolerance: float = 1e-2):
+def eigenvalue_learning_time(t, outlier, target_eigenvalue, *, tolerance: float = 1e-2, valid=None):
     """First time |lambda_out(t) - lambda*| < tolerance |lambda*|, interpolated linearly in the error.
 
-    Where lambda* = 0 (c = 1) the error is absolute.
+    Where lambda* = 0 (c = 1) the error is absolute. `valid` (same shape as `outlier`, e.g. the
+    `separated` flag of `track_outlier`): points where it is False never count as reached, so an
+    "outlier" that is only the bulk's edge gives NaN, not a learning time.
     """
     outlier = np.asarray(outlier)
     target_eigenvalue = np.asarray(target_eigenvalue)[..., None]
     scale = np.abs(target_eigenvalue)
     err = np.abs(outlier - target_eigenvalue) / np.where(scale > 0, scale, 1.0)
+    if valid is not None:
+        err = np.where(np.asarray(valid, dtype=bool), err, np.inf)
     return _first_crossing(t, err, tolerance, log=False)
 
 
@@ -79,6 +88,84 @@ def outlier_eigenvalue(eigenvalues, kind: str = "integrator"):
         ev = xp.where(ev.imag >= 0, ev, ev.real - 1e30)  # drop the lower half plane
     idx = xp.argmax(ev.real, axis=-1)
     return xp.take_along_axis(eigenvalues, idx[..., None], axis=-1)[..., 0]
+
+
+class OutlierState(NamedTuple):
+    """State of `track_outlier` for one network (stack it for a population; it vmaps).
+
+    - `Q`: (N, 2) orthonormal basis of the tracked dominant invariant subspace (warm start).
+    - `bulk_radius`: radius r_b of the bulk of W's spectrum (circular law for W0 ~ N(0, sigma^2/N): sigma).
+    """
+
+    Q: jax.Array
+    bulk_radius: jax.Array
+
+
+def _orth2(Y):
+    """Gram-Schmidt (twice) on the two columns of Y: an orthonormal (N, 2) basis of their span."""
+    tiny = jnp.finfo(Y.dtype).tiny
+    a = Y[:, 0] / jnp.maximum(jnp.linalg.norm(Y[:, 0]), tiny)
+    b = Y[:, 1] - (a @ Y[:, 1]) * a
+    b = b - (a @ b) * a
+    return jnp.stack([a, b / jnp.maximum(jnp.linalg.norm(b), tiny)], -1)
+
+
+def init_outlier_tracker(W0, u=None, v=None, *, bulk_radius=None) -> OutlierState:
+    """Tracker state for one network: the start block [u, v] (the directions along which gradient
+    descent grows the outlier; fixed non-degenerate vectors without them) and the bulk radius,
+    by default r_b = |W0|_F / sqrt(N) (for iid W0 with variance sigma^2/N, |W0|_F^2 ~ N sigma^2 and the
+    circular law puts the bulk in |z| <= sigma). Call it on W0, before training moves the outlier."""
+    N = W0.shape[-1]
+    dtype = W0.dtype
+    i = jnp.arange(N, dtype=dtype)
+    a = jnp.ones(N, dtype) if u is None else u.astype(dtype)
+    b = jnp.cos(2.399963 * i) if v is None else v.astype(dtype)
+    Q = _orth2(jnp.stack([a, b + 1e-3 * jnp.sin(i)], -1))  # the sin term keeps u || v from degenerating
+    r = jnp.linalg.norm(W0) / jnp.sqrt(jnp.asarray(N, dtype)) if bulk_radius is None else bulk_radius
+    return OutlierState(Q, jnp.asarray(r, dtype))
+
+
+def track_outlier(W, state: OutlierState, kind: str = "integrator", *, iterations: int = 30,
+                  margin: float | None = None, tol: float = 1e-3):
+    """The outlier eigenvalue of W by warm-started block subspace iteration (matmuls only, jittable).
+
+    Q <- orth(W Q) `iterations` times from `state.Q` (N x 2: a real outlier and the next eigenvalue, or a
+    conjugate pair), then Rayleigh-Ritz: the Ritz values of H = Q^T W Q in closed form,
+    theta = tr/2 + sqrt(tr^2/4 - det) (the larger real part, or the member with Im >= 0 of a complex
+    pair; for `kind="oscillator"` and `"integrator"` alike this is the outlier's convention of
+    `outlier_eigenvalue`), its Ritz vector y = Q s with H s = theta s, and the relative residual
+    |W y - theta y| / (|theta| |y|). The dominant eigenvalue of W is the outlier when that lies outside
+    the bulk (|z| <= r_b): the iteration converges at |bulk| / |outlier| per step.
+
+    Returns (eigenvalue (complex), new_state, separated, residual). `separated` is True only when
+    |theta| > (1 + margin) r_b (clearly outside the bulk) and the residual is below `tol` (converged):
+    otherwise the "outlier" is ambiguous (e.g. the bulk's edge when the learned 1 - c lies inside the
+    bulk) and must not be read as the learned eigenvalue. `margin` defaults to 0.05 + 1.5/sqrt(N), above
+    the finite-N edge: over 300 real Ginibre matrices the 99th percentile (max) of max|eig| / r_b was
+    1.26 (1.36), 1.17 (1.23), 1.13 (1.19), 1.08 (1.09) at N = 32, 64, 128, 256.
+    """
+    if kind not in ("integrator", "oscillator", "sum"):
+        raise ValueError(f"kind must be 'integrator', 'oscillator' or 'sum', got {kind!r}")
+    dtype = W.dtype
+    cdtype = jnp.result_type(dtype, jnp.complex64)
+    Q = jax.lax.fori_loop(0, iterations, lambda _, Q: _orth2(W @ Q), state.Q)
+    WQ = W @ Q
+    H = Q.T @ WQ
+    half_tr, det = 0.5 * (H[0, 0] + H[1, 1]), H[0, 0] * H[1, 1] - H[0, 1] * H[1, 0]
+    theta = half_tr.astype(cdtype) + jnp.sqrt((half_tr**2 - det).astype(cdtype))
+    # eigenvector of H for theta: the better conditioned of the two forms (theta - H11, H10), (H01, theta - H00)
+    s1 = jnp.stack([theta - H[1, 1], H[1, 0].astype(cdtype)])
+    s2 = jnp.stack([H[0, 1].astype(cdtype), theta - H[0, 0]])
+    s = jnp.where(jnp.linalg.norm(s1) >= jnp.linalg.norm(s2), s1, s2)
+    y = Q.astype(cdtype) @ s
+    r = WQ.astype(cdtype) @ s - theta * y
+    tiny = jnp.finfo(dtype).tiny
+    residual = jnp.linalg.norm(r) / jnp.maximum(jnp.abs(theta) * jnp.linalg.norm(y), tiny)
+    residual = jnp.where(jnp.linalg.norm(y) > 0, residual, jnp.inf)
+    if margin is None:
+        margin = 0.05 + 1.5 / float(np.sqrt(W.shape[-1]))
+    separated = (jnp.abs(theta) > (1 + margin) * state.bulk_radius) & (residual < tol) & jnp.isfinite(theta)
+    return theta, OutlierState(Q, state.bulk_radius), separated, residual
 
 
 def operator_norm(X, iterations: int = 50):

@@ -1,0 +1,184 @@
+"""One population training step: today's reference paths against the fast paths, side by side.
+
+Workloads (the peers' benchmark settings, see docs/core.md): leaky integrator c = 0.1, W0 ~ N(0, sigma^2/N)
+with sigma = 0.1, float32, plain gradient descent with eta = 0.02 (u, v at eta N), M networks.
+- exact: `population_loss_and_grad` (reference: fixed K = doublings_for(c/4) = 12, shift 1, what
+  `ExactLoss()` resolves to) against `population_loss_and_grad_fast` (adaptive K <= 12, automatic shift),
+  and a plain `jit(vmap(value_and_grad))` port with K = 8 fixed (what a JAX user writes).
+- sampled: Euler dt = 0.1, T = 200 steps, B = 16 paths: `sampled_loss` (BPTT through lax.scan) against
+  `sampled_loss_fft` (impulse response + FFT convolution), same noise.
+Each contender is one jitted population step with the parameters donated, timed round-robin (best of
+`--reps`, `--n` steps each), after checking that the fast step's loss and gradient equal the reference's
+on the same state. `--state learned` gives each network the learned outlier 1 - c along q = u/|u|
+(W <- W0 - W0 q q^T + (1 - c) q q^T), the regime where the Lyapunov solve needs the most doublings. Also measures the one-core float32
+matmul peak (2048^2) and the fast exact step's achieved FLOP/s (analytic count, K from the run).
+
+    OPENBLAS_NUM_THREADS=1 taskset -c 0 python benchmarks/bench_step.py --mode exact --N 64 --M 512
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxrnn  # noqa: E402
+from jaxrnn.loss import population_loss_and_grad_fast, sampled_loss_fft  # noqa: E402
+from jaxrnn.lyapunov import doublings_for  # noqa: E402
+
+C, SIGMA, ETA, DT, T, B = 0.1, 0.1, 0.02, 0.1, 200, 16
+
+
+def init(N, M, state, seed=0):
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((M, N, N)) * (SIGMA / np.sqrt(N))
+    u = rng.standard_normal((M, N))
+    v = rng.standard_normal((M, N))
+    if state == "learned":  # W q = (1 - c) q with q = u/|u|, the rest of W0 kept (deflated along q)
+        q = u / np.linalg.norm(u, axis=1, keepdims=True)
+        W = W - np.einsum("mij,mj,mk->mik", W, q, q) + (1 - C) * np.einsum("mi,mj->mij", q, q)
+    return jaxrnn.LinearRNN(*(jnp.asarray(a, jnp.float32) for a in (W, u, v)))
+
+
+def sgd(model, grad):
+    N = model.N
+    return jaxrnn.LinearRNN(model.W - ETA * grad.W, model.u - ETA * N * grad.u, model.v - ETA * N * grad.v)
+
+
+def port_exact(model, J=8, p=1.0):
+    """The plain port: Cayley + J squared-Smith doublings for P only, autodiff gradient."""
+    W, u, v = model.W, model.u, model.v
+    N = W.shape[0]
+    eye = jnp.eye(N, dtype=W.dtype)
+    A = W - eye
+    X = jnp.linalg.solve(p * eye - A, jnp.concatenate([p * eye + A, u[:, None]], axis=1))
+    Ak, w = X[:, :N], X[:, N]
+    P = 2.0 * p * jnp.outer(w, w)
+    for _ in range(J):
+        P = P + Ak @ P @ Ak.T
+        Ak = Ak @ Ak
+    q = jnp.linalg.solve((1.0 + C) * eye - W, u)
+    return 0.5 * (v @ P @ v / N**2 - 2.0 * (v @ q) / N + 1.0 / (2 * C))
+
+
+def make_steps(mode, target, K):
+    if mode == "exact":
+        ref = lambda m: population_loss_and_grad(m, target, doublings=K, shift=1.0)[:2]
+        fast = lambda m: population_loss_and_grad_fast(m, target, max_doublings=K)[:2]
+        port = lambda m: jax.value_and_grad(port_exact)(m)
+        fns = {"reference": ref, "fast": fast, "jax_port": port}
+
+        def wrap(f):
+            def step(model, key):
+                loss, grad = jax.vmap(f)(model)
+                return sgd(model, grad), jnp.mean(loss)
+
+            return step
+    else:
+        kw = dict(dt=DT, batch=B, steps=T)
+        fns = {
+            "reference": lambda m, k: jax.value_and_grad(lambda m: jaxrnn.sampled_loss(m, target, k, **kw))(m),
+            "fast": lambda m, k: jax.value_and_grad(lambda m: sampled_loss_fft(m, target, k, **kw))(m),
+        }
+
+        def wrap(f):
+            def step(model, key):
+                keys = jax.random.split(key, model.W.shape[0])
+                loss, grad = jax.vmap(f)(model, keys)
+                return sgd(model, grad), jnp.mean(loss)
+
+            return step
+
+    return {name: jax.jit(wrap(f), donate_argnums=0) for name, f in fns.items()}, fns
+
+
+def matmul_peak(n=2048, reps=3):
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    f(a, a).block_until_ready()
+    best = np.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        f(a, a).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best
+
+
+def fast_exact_flops(N, K, J=1):
+    """Flops of one fast exact network-step with K doublings (2 on factors): [R | Ru] LU + N + 1 triangular
+    solves (2/3 + 2) N^3, 2 squarings on factors 4 N^3, K - 2 dense doublings 10 N^3, O P 2 N^3, one real LU
+    per pole 2/3 N^3 (lower-order terms left out)."""
+    return (2 / 3 + 2 + 4 + 10 * max(K - 2, 0) + 2 + J * 2 / 3) * N**3
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", default="exact", choices=["exact", "sampled"])
+    ap.add_argument("--N", type=int, default=64)
+    ap.add_argument("--M", type=int, default=512)
+    ap.add_argument("--n", type=int, default=3, help="steps per timed repetition")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--state", default="init", choices=["init", "learned"])
+    a = ap.parse_args()
+    target = jaxrnn.leaky_integrator(C, dtype=jnp.float32)
+    K = doublings_for(C / 4)
+    steps, raw = make_steps(a.mode, target, K)
+    key = jax.random.key(0)
+
+    # equality of the fast and reference loss/gradient on the same state (float32)
+    m0 = init(a.N, a.M, a.state)
+    sub = jax.tree.map(lambda x: x[:8], m0)
+    if a.mode == "exact":
+        out = {k: jax.jit(jax.vmap(raw[k]))(sub) for k in ("reference", "fast")}
+        Ks = jax.jit(jax.vmap(lambda m: population_loss_and_grad_fast(m, target, max_doublings=K, return_doublings=True)[3]))(m0)
+        Ks = np.asarray(Ks)
+    else:
+        keys = jax.random.split(key, 8)
+        out = {k: jax.jit(jax.vmap(raw[k]))(sub, keys) for k in ("reference", "fast")}
+    (lr, gr), (lf, gf) = out["reference"], out["fast"]
+    loss_err = float(jnp.max(jnp.abs(lf - lr) / jnp.abs(lr)))
+    grad_err = max(float(jnp.max(jnp.abs(x - y)) / jnp.max(jnp.abs(y))) for x, y in zip(jax.tree.leaves(gf), jax.tree.leaves(gr)))
+
+    states, best, first = {}, {}, {}
+    for name, step in steps.items():
+        t0 = time.perf_counter()
+        m, L = step(init(a.N, a.M, a.state), key)
+        jax.block_until_ready(m)
+        first[name] = time.perf_counter() - t0
+        states[name], best[name] = m, 0.0
+    peak = matmul_peak()
+    for _ in range(a.reps):
+        for name, step in steps.items():
+            m = states[name]
+            t0 = time.perf_counter()
+            for i in range(a.n):
+                m, L = step(m, jax.random.fold_in(key, i))
+            jax.block_until_ready(m)
+            best[name] = max(best[name], a.n * a.M / (time.perf_counter() - t0))
+            states[name] = m
+    peak = max(peak, matmul_peak())
+
+    print(f"mode={a.mode} state={a.state} N={a.N} M={a.M} float32 backend={jax.default_backend()} n={a.n} reps={a.reps}")
+    print(f"fast vs reference on 8 networks: max rel loss err {loss_err:.1e}, max rel grad err {grad_err:.1e}")
+    for name in steps:
+        print(f"  {name:10s} {best[name]:9.1f} network-steps/s (best)   first call {first[name]:.1f} s")
+    print(f"  ratio fast/reference {best['fast'] / best['reference']:.2f}x" +
+          (f", fast/jax_port {best['fast'] / best['jax_port']:.2f}x" if "jax_port" in best else ""))
+    print(f"  one-core float32 matmul peak (2048^2): {peak / 1e9:.1f} GFLOP/s")
+    if a.mode == "exact":
+        Kmean = float(np.mean(Ks))
+        fl = fast_exact_flops(a.N, Kmean)
+        print(f"  fast: doublings used at the start state mean {Kmean:.2f} (min {Ks.min()}, max {Ks.max()}; reference {K})")
+        print(f"  fast: ~{fl / a.N**3:.1f} N^3 flops/network-step -> {fl * best['fast'] / 1e9:.1f} GFLOP/s "
+              f"= {100 * fl * best['fast'] / peak:.0f}% of peak")
+
+
+population_loss_and_grad = jaxrnn.population_loss_and_grad
+
+if __name__ == "__main__":
+    main()
