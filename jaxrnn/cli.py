@@ -37,12 +37,14 @@ def _load(args):
 
 
 def _cmd_explain(args):
-    from .sweep import explain_text, plan_sweep
+    from .sweep import explain_text
+    from .sweep._grid import estimate
 
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise UsageError(f"--chunk-size must be an integer >= 1, got {args.chunk_size}")
     spec = _load(args)
-    plan = plan_sweep(spec, chunk_size=args.chunk_size)
     store, figs = spec.paths(args.out)
-    print(explain_text(spec, plan))
+    print(explain_text(spec, estimate(spec, chunk_size=args.chunk_size)))
     print(f"store: {store}  figures: {figs}")
     return 0
 
@@ -240,10 +242,10 @@ def _cmd_info(args):
         state = "complete" if done.all() else "partial"
         print(f"store {args.store}: {int(done.sum())} of {done.size} cells done ({state})")
         if args.verify:
-            from .sweep import spec_from_dict
+            from .sweep._spec import spec_from_json
             from .sweep._store import _open_group, verify_cells
 
-            spec = spec_from_dict(json.loads(ds.attrs["jaxrnn_config"]))
+            spec = spec_from_json(ds.attrs["jaxrnn_config"])
             bad = verify_cells(_open_group(args.store, "r"), spec)
             if len(bad):
                 print(f"verify: {len(bad)} cell(s) marked done fail their checksum (missing or corrupt data): "

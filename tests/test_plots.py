@@ -24,5 +24,21 @@ def test_plot_kinds_png_pdf(tmp_path, capsys):
     assert main(["plot", str(store), "--out", str(tmp_path / "f2"), "--phase", "sigma,c"]) == 0
     assert (tmp_path / "f2" / "phase_c_sigma.png").exists()
     assert main(["info", str(store)]) == 0
-    assert "8/8 cells done" in capsys.readouterr().out
+    assert "8 of 8 cells done (complete)" in capsys.readouterr().out
+    assert main(["info", str(store), "--verify"]) == 0
+    assert "all 8 done cells match" in capsys.readouterr().out
     assert main(["plot", str(tmp_path / "missing.zarr")]) == 2
+    # an interrupted store: reported as partial everywhere, figures marked
+    import zarr
+
+    g = zarr.open_group(str(store), mode="r+")
+    done = g["done"][...]
+    done.reshape(-1)[[0, 5]] = False
+    g["done"][...] = done
+    assert main(["info", str(store)]) == 0
+    assert "6 of 8 cells done (partial)" in capsys.readouterr().out
+    assert main(["plot", str(store), "--out", str(tmp_path / "f3"), "--kinds", "curves"]) == 0
+    assert "partial store: 6 of 8 cells done" in capsys.readouterr().out
+    assert main(["compare", str(store)]) == 0
+    assert "partial store: 6 of 8 cells done" in capsys.readouterr().out
+    assert main(["plot", str(store), "--kinds", "bogus"]) == 2

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from jaxrnn.sweep import ConfigError, spec_from_dict
-from jaxrnn.sweep._spec import OPTIMIZERS, PLOT_FORMATS, PLOT_KINDS
+from jaxrnn.sweep._spec import OPTIMIZERS, PLOT_FORMATS, PLOT_KINDS, spec_from_json
 
 pos = st.floats(min_value=1e-3, max_value=0.9, allow_nan=False)
 
@@ -65,6 +65,7 @@ def test_valid_configs_round_trip(raw):
     spec = spec_from_dict(raw)
     again = spec_from_dict(spec.to_raw())
     assert again == spec and again.config_hash == spec.config_hash
+    assert spec_from_json(spec.to_json()) == spec  # as a store keeps it
     assert spec.grid.n_networks == np.prod([len(spec.grid.axis(a)) for a in ("N", "sigma", "c", "w", "eta", "optimizer")]) * len(spec.grid.seed)
 
 

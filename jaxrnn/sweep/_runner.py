@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._grid import Chunk, Plan, plan_sweep
-from ._spec import AXES, SweepSpec
+from ._grid import Chunk, Plan, check_budget, estimate, plan_sweep
+from ._spec import AXES, ConfigError, SweepSpec
 from ._store import StoreError, array_names, check_store_path, done_mask, open_store, store_id, verify_cells, write_cells
 
 __all__ = ["RunSummary", "run_sweep", "make_method", "make_loss", "theory_infinite", "check_compute_dtype"]
@@ -316,6 +316,11 @@ def run_sweep(
     check_compute_dtype(spec)
     if process_count < 1 or not 0 <= process_index < process_count:
         raise ValueError(f"process_index must be in [0, process_count), got {process_index} of {process_count}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size}")
+    over = check_budget(spec, estimate(spec, chunk_size=chunk_size, n_devices=n_devices))
+    if over:  # before anything is planned, compiled or written
+        raise ConfigError(over)
     plan: Plan = plan_sweep(spec, chunk_size=chunk_size, n_devices=n_devices)
     if process_index == 0:
         check_store_path(store_path)  # before the theory runs: a bad path costs nothing

@@ -31,6 +31,7 @@ __all__ = [
     "OutputSpec",
     "load_spec",
     "spec_from_dict",
+    "spec_from_json",
     "parse_override",
 ]
 
@@ -141,7 +142,9 @@ class RunSpec:
     chunk_size: int = 0  # networks per chunk; 0 = from the memory budget
     memory_gb: float = 2.0
     devices: int = 0  # 0 = all local devices
-    flops: float = 5e9  # assumed sustained flop/s for `explain`'s time estimate
+    flops: float = 0.0  # sustained flop/s for the time estimate; 0 = measure this machine
+    max_hours: float = 24.0  # refuse a sweep estimated to run longer (raise it to allow)
+    max_store_gb: float = 100.0  # refuse a sweep whose store would be larger (raise it to allow)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,6 +249,19 @@ _SECTIONS = {
     "output": OutputSpec,
 }
 _TOP = ("name", "description")
+
+
+def spec_from_json(text: str) -> SweepSpec:
+    """The spec a store was written with (its `jaxrnn_config` attribute, `SweepSpec.to_json`)."""
+    d = json.loads(text)
+    source = d.pop("source", "")
+
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items() if x is not None}
+        return [plain(x) for x in v] if isinstance(v, list) else v
+
+    return spec_from_dict(plain(d), source=source)
 
 
 def parse_override(text: str):
@@ -416,7 +432,9 @@ def spec_from_dict(raw: dict, *, source: str = "") -> SweepSpec:
         chunk_size=_scalar("run", "chunk_size", rs, 0, issues, _int_in(0, 10_000_000)),
         memory_gb=float(_scalar("run", "memory_gb", rs, 2.0, issues, _num_in(0, 1e5))),
         devices=_scalar("run", "devices", rs, 0, issues, _int_in(0, 100_000)),
-        flops=float(_scalar("run", "flops", rs, 5e9, issues, _num_in(0, 1e20))),
+        flops=float(_scalar("run", "flops", rs, 0.0, issues, _num_in(0, 1e20, lo_open=False))),
+        max_hours=float(_scalar("run", "max_hours", rs, 24.0, issues, _num_in(0, 1e7))),
+        max_store_gb=float(_scalar("run", "max_store_gb", rs, 100.0, issues, _num_in(0, 1e7))),
     )
     output = _output(secs["output"], grid, issues)
     if issues:
