@@ -576,7 +576,7 @@ def _cross_checks(spec: SweepSpec, issues):
             issues.append(ConfigIssue("train.spectra_at", s, f"must be <= the final time steps*dt = {t_end:g}"))
             break
     if "flow" in g.optimizer and t.loss in ("exact", "discrete") and not t.allow_unstable:
-        # near the optimum the flow's stiffest Hessian eigenvalue is about 0.25 / c^3 (THEORY.md s4)
+        # near the optimum the flow's stiffest Hessian eigenvalue is about 0.25 / c^3 (docs/concepts.md §4)
         c_min = min(g.c) if min(g.c) > 0 else None
         if c_min is not None:
             limit = RK4_LIMIT if t.solver == "rk4" else EULER_LIMIT

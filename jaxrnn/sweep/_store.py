@@ -184,7 +184,7 @@ def provenance(spec: SweepSpec) -> dict:
         "history": f"{now} created by jaxrnn run {spec.source}",
         "date_created": now,
         "creator_name": "jaxrnn",
-        "references": "THEORY.md; docs/sweep.md",
+        "references": "Bordelon, Cotler, Pehlevan, Zavatone-Veth, Dynamically Learning to Integrate in Recurrent Neural Networks; jaxrnn docs/concepts.md, docs/sweep.md",
         "product_version": versions["jaxrnn"],
         "jaxrnn_config": spec.to_json(),
         "config_hash": spec.config_hash,
