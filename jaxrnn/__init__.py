@@ -40,6 +40,7 @@ from .train import (
     GradientFlow as GradientFlow,
     OptaxOptimizer as OptaxOptimizer,
     SampledLoss as SampledLoss,
+    StiffFlow as StiffFlow,
     TrainResult as TrainResult,
     train as train,
 )

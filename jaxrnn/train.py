@@ -1,21 +1,26 @@
 """Train a whole population of linear RNNs in one compiled program.
 
-`train` runs `vmap(step)` over the network axis inside a `lax.fori_loop`, jitted once per static
-configuration, in chunks between log points so the host can record observables; memory does not
-grow with the number of steps beyond the log.
+`train` runs the method's population step (`vmap` over the network axis) chunk by chunk between log
+points, jitted once per static configuration, so the host can record observables; memory does not grow
+with the number of steps beyond the log.
 
-Methods (what one step does; eta may differ per network):
+Methods (`jaxrnn.methods`; eta may differ per network), all behind `AbstractMethod`:
 - `GradientFlow(dt, solver)`: integrates d theta/dt = -eta R grad L with R = the scaling's rates
-  (mean-field: 1, N, N for W, u, v) by explicit Euler or classical RK4 with step dt in flow time.
+  (mean-field: 1, N, N for W, u, v) by explicit Euler or classical RK4 with step dt in flow time. Its
+  stability is checked at log points (top curvature against the step's limit) and at every step (the
+  loss may not rise); a run at the edge is flagged `STATUS_UNSTABLE_STEP`.
+- `StiffFlow(dt, rtol)`: the same flow, adaptive and linearly implicit in its few stiff directions
+  (Rosenbrock-W with a Lanczos-deflated Jacobian); `dt` is only the log grid's unit.
 - `GradientDescent()`: theta <- theta - eta R grad L, one step per unit of "time" (SGD with a
   sampled loss).
 - `OptaxOptimizer(make, **kwargs)`: any optax optimiser, built as
   `optax.inject_hyperparams(make)(learning_rate=eta, **kwargs)` so eta is per-network state; the
   gradient is multiplied by R first.
 
-Losses: `ExactLoss` (stationary, adjoint gradients), `FiniteHorizonLoss(horizon)`,
-`DiscreteLoss(dt)`, `SampledLoss(dt, batch, steps, burn_in)` (fresh noise each step from each
-network's own key). Each also gives a deterministic monitor (the exact loss it estimates) for logs.
+Losses, all behind `AbstractLoss` (`value_and_grad`, `monitor`): `ExactLoss` (stationary, adjoint
+gradients), `FiniteHorizonLoss(horizon)`, `DiscreteLoss(dt)`, `SampledLoss(dt, batch, steps, burn_in)`
+(fresh noise each step from each network's own key). Each also gives a deterministic monitor (the
+exact loss it estimates) for logs.
 
 A network whose loss or gradient stops being finite, or whose W - I stops being Hurwitz (the
 Lyapunov solver's tail does not vanish), is frozen at its last good parameters and flagged; the rest
@@ -24,18 +29,34 @@ of the population is unaffected.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import logging
-from typing import Any, Callable
+import numbers
+from typing import Any, Callable, ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from .loss import GRAMIANS, check_gramian, discrete_loss, finite_horizon_loss, population_loss, population_loss_and_grad, sampled_loss
+from .loss import check_gramian, discrete_loss, finite_horizon_loss, population_loss, population_loss_and_grad, sampled_loss
+from .loss import GRAMIANS
 from .lyapunov import doublings_for
+from .methods import (
+    EULER_LIMIT,
+    RK4_LIMIT,
+    AbstractFixedStepMethod,
+    AbstractMethod,
+    GradientDescent,
+    GradientFlow,
+    NetworkField,
+    OptaxOptimizer,
+    StiffFlow,
+    _finite,
+    _tree_where,
+    flow_curvature,
+)
 from .model import LinearRNN
 from .observables import (
     charge,
@@ -45,13 +66,17 @@ from .observables import (
     operator_norm,
     outlier_eigenvalue,
 )
-from .status import STATUS_DIVERGED, STATUS_OK
+from .status import STATUS_DIVERGED, STATUS_OK, STATUS_UNSTABLE_STEP
 from .targets import ExponentialSum
 
 __all__ = [
+    "AbstractMethod",
+    "AbstractFixedStepMethod",
     "GradientFlow",
+    "StiffFlow",
     "GradientDescent",
     "OptaxOptimizer",
+    "AbstractLoss",
     "ExactLoss",
     "FiniteHorizonLoss",
     "DiscreteLoss",
@@ -60,6 +85,9 @@ __all__ = [
     "train",
     "STATUS_OK",
     "STATUS_DIVERGED",
+    "STATUS_UNSTABLE_STEP",
+    "RK4_LIMIT",
+    "EULER_LIMIT",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,7 +99,31 @@ TRAINABLE = ("W", "u", "v")
 # ----------------------------------------------------------------------------- losses
 
 
-class ExactLoss(eqx.Module):
+class AbstractLoss(eqx.Module):
+    """A training objective; `train` calls only this interface.
+
+    - `value_and_grad(model, target, key)` -> (L, grad L as a `LinearRNN`, ok): `ok` false flags a value
+      that cannot be trusted (e.g. the Lyapunov solve did not converge: W - I not Hurwitz).
+    - `monitor(model, target)`: the deterministic exact loss the objective estimates (for logs).
+    - `resolved(targets)`: the loss with options that depend on the targets filled in.
+    - `stationary`: needs every target's c > 0; `deterministic`: no sampling noise (a smooth field).
+    Concrete losses are final (options are plain numbers, so a loss is hashable and jit-static).
+    """
+
+    stationary: ClassVar[bool] = True
+    deterministic: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def value_and_grad(self, model, target, key): ...
+
+    @abc.abstractmethod
+    def monitor(self, model, target): ...
+
+    def resolved(self, targets) -> "AbstractLoss":
+        return self
+
+
+class ExactLoss(AbstractLoss):
     """Exact stationary population loss with adjoint gradients (the default).
 
     `doublings=None` lets `train` choose log2(p / kappa) + 6 with kappa = min(c)/4, a quarter of the
@@ -110,10 +162,11 @@ class ExactLoss(eqx.Module):
         return population_loss(model, target, **self._options())
 
 
-class FiniteHorizonLoss(eqx.Module):
+class FiniteHorizonLoss(AbstractLoss):
     """Exact loss over [0, horizon] of a network started at rest (required for c = 0)."""
 
     horizon: float
+    stationary: ClassVar[bool] = False
 
     def __check_init__(self):
         if not (np.isfinite(self.horizon) and self.horizon > 0):
@@ -127,7 +180,7 @@ class FiniteHorizonLoss(eqx.Module):
         return finite_horizon_loss(model, target, self.horizon)
 
 
-class DiscreteLoss(eqx.Module):
+class DiscreteLoss(AbstractLoss):
     """Exact stationary loss of the Euler-discretised network with step dt."""
 
     dt: float
@@ -145,13 +198,14 @@ class DiscreteLoss(eqx.Module):
         return loss, grad, jnp.asarray(True)
 
 
-class SampledLoss(eqx.Module):
+class SampledLoss(AbstractLoss):
     """Sampled white-noise loss (BPTT through lax.scan); its monitor is the exact `DiscreteLoss`."""
 
     dt: float
     batch: int
     steps: int
     burn_in: int = 0
+    deterministic: ClassVar[bool] = False
 
     def __check_init__(self):
         if not (0 < self.dt <= 1):
@@ -171,125 +225,55 @@ class SampledLoss(eqx.Module):
         return discrete_loss(model, target, self.dt)
 
 
-# ----------------------------------------------------------------------------- methods
-
-
-class GradientFlow(eqx.Module):
-    """Integrate the gradient flow with a fixed step dt (flow time) by "euler" or "rk4"."""
-
-    dt: float
-    solver: str = "rk4"
-
-    def __check_init__(self):
-        if not (np.isfinite(self.dt) and self.dt > 0):
-            raise ValueError(f"GradientFlow.dt must be finite and > 0, got {self.dt}")
-        if self.solver not in ("euler", "rk4"):
-            raise ValueError(f"GradientFlow.solver must be 'euler' or 'rk4', got {self.solver!r}")
-
-    @property
-    def time_per_step(self) -> float:
-        return float(self.dt)
-
-
-class GradientDescent(eqx.Module):
-    """Discrete gradient descent theta <- theta - eta R grad L (SGD with a sampled loss)."""
-
-    @property
-    def time_per_step(self) -> float:
-        return 1.0
-
-
-class OptaxOptimizer(eqx.Module):
-    """Any optax optimiser `make(learning_rate=..., **kwargs)`, with eta injected per network."""
-
-    make: Callable = eqx.field(static=True)
-    kwargs: tuple = eqx.field(static=True, default=())
-
-    def __init__(self, make: Callable, **kwargs: Any):
-        self.make = make
-        self.kwargs = tuple(sorted(kwargs.items()))
-
-    def optimizer(self, learning_rate):
-        return optax.inject_hyperparams(self.make)(learning_rate=learning_rate, **dict(self.kwargs))
-
-    @property
-    def time_per_step(self) -> float:
-        return 1.0
-
-
-# ----------------------------------------------------------------------------- one network's step
+# ----------------------------------------------------------------------------- one network's guarded step
 
 
 class _State(eqx.Module):
     params: LinearRNN
     prev: LinearRNN  # last parameters whose loss evaluated cleanly
-    opt_state: Any
+    opt_state: Any  # the method's state (optax state, StiffFlow's step control, or a dummy)
     frozen: jax.Array
     diverged_step: jax.Array
+    last_loss: jax.Array  # loss at the start of the last step (NaN before the first)
+    loss_rise: jax.Array  # max over steps of (L_{i+1} - L_i) / |L_i|: > rounding means not a gradient flow
+    curv_vec: jax.Array  # warm start of the curvature check (flat, y-coordinates)
 
 
-def _tree_where(cond, a, b):
-    return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
-
-
-def _scaled_velocity(grad: LinearRNN, model: LinearRNN, eta, trainable):
-    """-eta R grad L, with untrained parameters held fixed."""
-    rates = dict(zip(TRAINABLE, model.rates))
-    parts = {name: -eta * rates[name] * getattr(grad, name) if name in trainable else jnp.zeros_like(getattr(grad, name)) for name in TRAINABLE}
-    return LinearRNN(parts["W"], parts["u"], parts["v"], scaling=model.scaling)
-
-
-def _axpy(a, x: LinearRNN, y: LinearRNN) -> LinearRNN:
-    return jax.tree.map(lambda xi, yi: yi + a * xi, x, y)
-
-
-def _step(method, loss_fn, trainable, state: _State, target, eta, key, step_index):
+def _guarded_step(method: AbstractFixedStepMethod, field: NetworkField, state: _State, i) -> _State:
+    """`method.step`, then: a network whose step is not finite (or not Hurwitz) is reverted to its last
+    good parameters and frozen; the loss at each step's start feeds the monotonicity check."""
     params = state.params
-    k = jax.random.fold_in(key, step_index)
-
-    def velocity(p):
-        loss, grad, ok = loss_fn.value_and_grad(p, target, k)
-        ok = ok & jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)]))
-        return _scaled_velocity(grad, p, eta, trainable), ok
-
-    opt_state = state.opt_state
-    if isinstance(method, GradientFlow) and method.solver == "rk4":
-        h = method.dt
-        k1, ok1 = velocity(params)
-        k2, ok2 = velocity(_axpy(h / 2, k1, params))
-        k3, ok3 = velocity(_axpy(h / 2, k2, params))
-        k4, ok4 = velocity(_axpy(h, k3, params))
-        incr = jax.tree.map(lambda a, b, c, d: (a + 2 * b + 2 * c + d) / 6, k1, k2, k3, k4)
-        new, ok_base, ok = _axpy(h, incr, params), ok1, ok1 & ok2 & ok3 & ok4
-    elif isinstance(method, OptaxOptimizer):
-        v1, ok_base = velocity(params)
-        # optax minimises: feed it R grad L = -v1/eta, i.e. the rate-scaled gradient
-        scaled_grad = jax.tree.map(lambda x: -x / eta, v1)
-        updates, opt_state_new = method.optimizer(1.0).update(scaled_grad, opt_state, params)
-        new, ok = optax.apply_updates(params, updates), ok_base
-        opt_state = _tree_where(ok & ~state.frozen, opt_state_new, opt_state)
-    else:  # Euler gradient flow, or gradient descent (step = eta)
-        h = method.dt if isinstance(method, GradientFlow) else 1.0
-        v1, ok_base = velocity(params)
-        new, ok = _axpy(h, v1, params), ok_base
-    ok = ok & jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(new)]))
+    new, mstate, loss, ok_base, ok = method.step(field, params, state.opt_state, i)
+    ok = ok & _finite(new)
     advance = ok & ~state.frozen
     fallback = _tree_where(ok_base, params, state.prev)  # params themselves are bad if stage 1 failed
     newly_frozen = ~ok & ~state.frozen
+    counted = ok_base & ~state.frozen & jnp.isfinite(state.last_loss)
+    rise = (loss - state.last_loss) / jnp.maximum(jnp.abs(state.last_loss), jnp.finfo(loss.dtype).tiny)
     return _State(
         params=_tree_where(advance, new, _tree_where(state.frozen, params, fallback)),
         prev=_tree_where(advance, params, state.prev),
-        opt_state=opt_state,
+        opt_state=_tree_where(advance, mstate, state.opt_state),
         frozen=state.frozen | ~ok,
-        diverged_step=jnp.where(newly_frozen, step_index, state.diverged_step),
+        diverged_step=jnp.where(newly_frozen, i, state.diverged_step),
+        last_loss=jnp.where(ok_base & ~state.frozen, loss, state.last_loss),
+        loss_rise=jnp.where(counted, jnp.maximum(state.loss_rise, rise), state.loss_rise),
+        curv_vec=state.curv_vec,
     )
 
 
 @eqx.filter_jit
-def _advance(method, loss_fn, trainable, state, targets, eta, keys, start, stop):
+def _advance(method: AbstractMethod, fields: NetworkField, state, start, stop):
     """Steps start..stop-1 for the whole population (dynamic bounds: one compile for all chunks)."""
-    step = jax.vmap(lambda s, tg, e, k, i: _step(method, loss_fn, trainable, s, tg, e, k, i), in_axes=(0, 0, 0, 0, None))
-    return jax.lax.fori_loop(start, stop, lambda i, s: step(s, targets, eta, keys, i), state)
+    return method.advance(fields, state, start, stop)
+
+
+@eqx.filter_jit
+def _curvature(iterations: int, fields: NetworkField, state: _State):
+    """Top eigenvalue of eta R^{1/2} H R^{1/2} per network (warm-started Lanczos), and its vector."""
+    f = lambda fl, p, v: flow_curvature(fl, p, v, iterations)
+    lam, vec = jax.vmap(f)(fields, state.params, state.curv_vec)
+    return jnp.where(state.frozen, jnp.nan, lam), vec
 
 
 @eqx.filter_jit
@@ -325,9 +309,17 @@ class TrainResult:
     - `eigenvalues`: full spectra (n_net, n_log, N), if `keep_spectra`.
     - `dW_op`: |W(t) - W0|_op; `uv` = u.v/N; `u_norm`, `v_norm` = |u|/sqrt(N), |v|/sqrt(N);
       `charge_drift`: |C(t) - C(0)|_F relative to the size of C's terms.
-    - `status`: 0 ok, 1 diverged (frozen); `diverged_step`: the step at which it froze (-1 if never).
+    - `status`: 0 ok, 1 diverged (frozen), 2 unstable step (a fixed-step flow at the edge of its
+      stability, or whose loss rose: the trajectory may be wrong; its t_learn* are NaN);
+      `diverged_step`: the step at which it froze (-1 if never; `StiffFlow`: the chunk's first step).
     - `t_learn` (loss-based), `t_learn_eigenvalue` (outlier within 1% of 1 - s*), `steps_to_learn`.
     - `final`: the trained population (a stacked `LinearRNN`).
+    - `curvature`: flow methods: top eigenvalue of eta R^{1/2} H R^{1/2} (the flow's stiffest rate, a
+      Lanczos lower bound) at log points, (n_net, n_log); for `GradientFlow` `dt * curvature / limit`
+      >= `edge` flags the run. NaN where not computed. `loss_rise`: flow methods, the largest
+      relative rise of the loss from one step to the next, (n_net,) (a gradient flow has none).
+    - `stats`: per-network counters of the method, (n_net,) each: `StiffFlow`: accepted, rejected,
+      gradient evaluations (`grads`) and Hessian-vector products (`hvps`); fixed steps: `grads`.
     """
 
     t: np.ndarray
@@ -346,15 +338,20 @@ class TrainResult:
     steps_to_learn: np.ndarray
     final: LinearRNN
     eigenvalues: np.ndarray | None = None
+    curvature: np.ndarray | None = None
+    loss_rise: np.ndarray | None = None
+    stats: dict | None = None
 
     def __getitem__(self, name):
         return getattr(self, name)
 
 
 def _broadcast_target(target: ExponentialSum, M: int) -> ExponentialSum:
+    if not isinstance(target, ExponentialSum):
+        raise ValueError(f"target must be an ExponentialSum (e.g. leaky_integrator(c)), got {type(target).__name__}")
     if target.r_re.ndim == 1:
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (M,) + x.shape), target)
-    if target.r_re.shape[0] != M:
+    if target.r_re.ndim != 2 or target.r_re.shape[0] != M:
         raise ValueError(f"target population has {target.r_re.shape[0]} entries, the model population {M}")
     return target
 
@@ -365,7 +362,50 @@ def _log_steps(steps, n_log, log_steps):
         if ls.size == 0 or ls[0] < 0 or ls[-1] > steps:
             raise ValueError(f"log_steps must lie in [0, steps={steps}], got {log_steps}")
         return ls if ls[0] == 0 else np.concatenate([[0], ls])
+    if isinstance(n_log, bool) or not isinstance(n_log, numbers.Integral) or not 2 <= n_log <= steps + 1:
+        raise ValueError(f"n_log must be an integer in [2, steps + 1 = {steps + 1}], got {n_log!r}")
     return np.unique(np.round(np.linspace(0, steps, n_log)).astype(np.int64))
+
+
+# loss rises above this (relative, per step) are not rounding: 10 sqrt(eps) (1.5e-7 float64, 3.5e-3 float32)
+_RISE_FACTOR = 10.0
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, LinearRNN):
+        raise ValueError(f"model must be a LinearRNN population (init_population), got {type(model).__name__}")
+    if np.ndim(model.W) != 3:
+        raise ValueError(f"model must be a population with a leading network axis, got W of shape {np.shape(model.W)}")
+    dtypes = {name: np.dtype(getattr(model, name).dtype) for name in TRAINABLE}
+    for name, dt in dtypes.items():
+        if dt not in (np.float32, np.float64):
+            raise ValueError(f"model.{name} must be float32 or float64, got {dt}")
+        if dt == np.float64 and not jax.config.jax_enable_x64:
+            raise ValueError(
+                f"model.{name} is float64 but jax_enable_x64 is off (JAX would silently compute in float32): "
+                "call jax.config.update('jax_enable_x64', True) first, or pass float32 arrays"
+            )
+    if len(set(dtypes.values())) > 1:
+        raise ValueError(f"model.W, model.u, model.v must share one dtype, got {dtypes}")
+    for name in TRAINABLE:
+        x = getattr(model, name)
+        good = jnp.all(jnp.isfinite(x).reshape(x.shape[0], -1), axis=1)  # a device reduction (works sharded)
+        if not bool(jnp.all(good)):
+            nets = np.nonzero(~np.asarray(good))[0]
+            raise ValueError(f"model.{name} must be finite: non-finite entries in networks {nets[:10].tolist()}")
+
+
+def _check_keys(keys, M):
+    arr = keys
+    if jax.dtypes.issubdtype(getattr(arr, "dtype", None), jax.dtypes.prng_key):
+        if arr.shape != (M,):
+            raise ValueError(f"keys must hold one PRNG key per network, shape ({M},), got {arr.shape}")
+        return arr
+    arr = np.asarray(keys)
+    if arr.dtype != np.uint32 or arr.shape != (M, 2):
+        raise ValueError(f"keys must be typed PRNG keys of shape ({M},) or raw uint32 keys of shape ({M}, 2), "
+                         f"got {arr.dtype} {arr.shape}")
+    return jax.vmap(jax.random.wrap_key_data)(jnp.asarray(arr))
 
 
 def train(
@@ -373,8 +413,8 @@ def train(
     target: ExponentialSum,
     *,
     eta=1.0,
-    method=None,
-    loss=None,
+    method: AbstractMethod | None = None,
+    loss: AbstractLoss | None = None,
     steps: int,
     n_log: int = 101,
     log_steps=None,
@@ -387,64 +427,100 @@ def train(
 ) -> TrainResult:
     """Train a population (a stacked `LinearRNN`, leading axis M) on `target`.
 
-    **Arguments:**
-    - `model`: the population; `target`: one target (broadcast) or a population of targets.
-    - `eta`: learning rate, scalar or shape (M,).
-    - `method`: `GradientFlow(dt, "rk4")` (default dt = 0.05), `GradientDescent()` or `OptaxOptimizer`.
-    - `loss`: `ExactLoss()` (default), `FiniteHorizonLoss`, `DiscreteLoss` or `SampledLoss`.
-    - `steps`: number of steps; `n_log` evenly spaced log points, or explicit `log_steps`.
-    - `trainable`: subset of ("W", "u", "v").
-    - `keys`: per-network PRNG keys for sampled noise (default `fold_in(key(noise_seed), i)`).
-    - `compute_spectra`: eigenvalues of W at log points on the host (numpy), off the jitted path.
+    **Arguments** (each is checked, and a bad one raises ValueError naming it, before anything compiles):
+    - `model`: the population (finite float32/float64 arrays; float64 needs `jax_enable_x64`).
+    - `target`: one `ExponentialSum` (broadcast) or a population of M of them.
+    - `eta`: learning rate, finite and > 0: a scalar or shape (M,).
+    - `method`: an `AbstractMethod`: `GradientFlow(dt, "rk4")` (default dt = 0.05), `StiffFlow(dt)`,
+      `GradientDescent()` or `OptaxOptimizer`.
+    - `loss`: an `AbstractLoss`: `ExactLoss()` (default), `FiniteHorizonLoss`, `DiscreteLoss`, `SampledLoss`.
+    - `steps`: number of steps (positive integer); `n_log` evenly spaced log points (an integer in
+      [2, steps + 1]), or explicit `log_steps` in [0, steps].
+    - `trainable`: non-empty subset of ("W", "u", "v").
+    - `keys`: per-network PRNG keys for sampled noise, shape (M,) (default `fold_in(key(noise_seed), i)`).
+    - `compute_spectra`: eigenvalues of W at log points on the host (numpy), off the jitted path;
+      `keep_spectra` (needs it) returns them.
     - `callback(done_steps, steps)`: called between chunks (progress bars).
 
     **Returns:** a `TrainResult`.
     """
     method = GradientFlow(dt=0.05) if method is None else method
     loss = ExactLoss() if loss is None else loss
-    if model.W.ndim != 3:
-        raise ValueError(f"model must be a population with a leading network axis, got W of shape {model.W.shape}")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps}")
+    if not isinstance(method, AbstractMethod):
+        raise ValueError(f"method must be an AbstractMethod (GradientFlow, StiffFlow, GradientDescent, OptaxOptimizer), "
+                         f"got {type(method).__name__}")
+    if not isinstance(loss, AbstractLoss):
+        raise ValueError(f"loss must be an AbstractLoss (ExactLoss, FiniteHorizonLoss, DiscreteLoss, SampledLoss), "
+                         f"got {type(loss).__name__}")
+    _check_model(model)
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    steps = int(steps)
+    if isinstance(trainable, str):
+        trainable = (trainable,)
     trainable = tuple(trainable)
-    if not trainable or any(p not in TRAINABLE for p in trainable):
+    if not trainable or any(p not in TRAINABLE for p in trainable) or len(set(trainable)) != len(trainable):
         raise ValueError(f"trainable must be a non-empty subset of {TRAINABLE}, got {trainable}")
+    for name, val in (("keep_spectra", keep_spectra), ("compute_spectra", compute_spectra)):
+        if not isinstance(val, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {val!r}")
+    if keep_spectra and not compute_spectra:
+        raise ValueError("keep_spectra=True needs compute_spectra=True")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be None or callable(done_steps, steps), got {type(callback).__name__}")
+    if isinstance(noise_seed, bool) or not isinstance(noise_seed, numbers.Integral):
+        raise ValueError(f"noise_seed must be an integer, got {noise_seed!r}")
     M = model.W.shape[0]
-    eta_np = np.broadcast_to(np.asarray(eta, dtype=float), (M,))
+    eta_in = np.asarray(eta)
+    if eta_in.ndim > 1 or (eta_in.ndim == 1 and eta_in.shape != (M,)) or not np.issubdtype(eta_in.dtype, np.number):
+        raise ValueError(f"eta must be a number or an array of shape ({M},) (one per network), got shape {eta_in.shape}")
+    eta_np = np.broadcast_to(eta_in.astype(float), (M,))
     if np.any(~np.isfinite(eta_np)) or np.any(eta_np <= 0):
         raise ValueError(f"eta must be finite and > 0, got {eta}")
     targets = _broadcast_target(target, M)
-    if isinstance(loss, (ExactLoss, DiscreteLoss, SampledLoss)) and np.any(np.asarray(targets.s_re) <= 0):
+    if loss.stationary and np.any(np.asarray(targets.s_re) <= 0):
         raise ValueError("a target with c = 0 has infinite stationary loss: use FiniteHorizonLoss")
-    if isinstance(loss, ExactLoss):
-        loss = loss.resolved(targets)
+    if method.needs_deterministic_loss and not loss.deterministic:
+        raise ValueError(f"method {type(method).__name__} integrates a deterministic flow: use it with ExactLoss, "
+                         f"FiniteHorizonLoss or DiscreteLoss, not {type(loss).__name__}")
+    loss = loss.resolved(targets)
+    ls = _log_steps(steps, n_log, log_steps)
     dtype = model.W.dtype
     eta_arr = jnp.asarray(eta_np, dtype)
-    if keys is None:
-        keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(noise_seed), i))(jnp.arange(M))
-    ls = _log_steps(int(steps), n_log, log_steps)
+    keys = (jax.vmap(lambda i: jax.random.fold_in(jax.random.key(noise_seed), i))(jnp.arange(M))
+            if keys is None else _check_keys(keys, M))
+    fields = NetworkField(loss, targets, eta_arr, keys, trainable)
 
-    opt_state = (
-        jax.vmap(lambda p, e: method.optimizer(e).init(p))(model, eta_arr)
-        if isinstance(method, OptaxOptimizer)
-        else jnp.zeros((M,), dtype)
-    )
-    state = _State(model, model, opt_state, jnp.zeros((M,), bool), jnp.full((M,), -1, jnp.int32))
+    opt_state = jax.vmap(method.init)(model, eta_arr)
+    n_flat = model.W.shape[1] ** 2 + 2 * model.W.shape[1]
+    v0 = jax.random.normal(jax.random.key(0x5EED), (M, n_flat), dtype)
+    nan = jnp.full((M,), jnp.nan, dtype)
+    state = _State(model, model, opt_state, jnp.zeros((M,), bool), jnp.full((M,), -1, jnp.int32), nan,
+                   jnp.full((M,), -jnp.inf, dtype), v0)
     W0 = model.W
     C0 = charge(model.W, model.u, model.v, model.rates)
+    # fixed-step flows: warm-started Lanczos estimates at some log points; StiffFlow keeps its own (free)
+    checked, iterations = method.curvature_checks(len(ls))
 
     logs: dict[str, list] = {}
-    eigs = []
+    eigs, curv = [], []
     for i, stop in enumerate(ls):
         if i > 0:
-            state = _advance(
-                method, loss, trainable, state, targets, eta_arr, keys, jnp.int32(ls[i - 1]), jnp.int32(stop)
-            )
+            state = _advance(method, fields, state, jnp.int32(ls[i - 1]), jnp.int32(stop))
             if callback is not None:
                 callback(int(stop), int(steps))
         obs = _observe(loss, state, targets, W0, C0)
         for k, val in obs.items():
             logs.setdefault(k, []).append(np.asarray(val))
+        own = method.recorded_curvature(state.opt_state)
+        if i in checked:
+            lam, vec = _curvature(iterations, fields, state)
+            state = eqx.tree_at(lambda s: s.curv_vec, state, vec)
+            curv.append(np.asarray(lam))
+        elif own is not None:
+            curv.append(np.where(np.asarray(state.frozen), np.nan, own))
+        elif checked:
+            curv.append(np.full(M, np.nan))
         if compute_spectra:
             eigs.append(np.linalg.eigvals(np.asarray(state.params.W, dtype=np.float64)))
 
@@ -455,12 +531,23 @@ def train(
         outlier = outlier_eigenvalue(spectra, targets.kind)
     else:
         spectra, outlier = None, np.full((M, len(ls)), np.nan + 0j)
-    status = np.where(np.asarray(state.frozen), STATUS_DIVERGED, STATUS_OK)
+    frozen = np.asarray(state.frozen)
+    status = np.where(frozen, STATUS_DIVERGED, STATUS_OK)
+    curvature = np.stack(curv, axis=1) if curv else None
+    loss_rise = np.asarray(state.loss_rise) if method.is_flow else None
+    unstable = method.unstable(curvature, np.asarray(state.loss_rise), dtype)
+    status = np.where(~frozen & unstable, STATUS_UNSTABLE_STEP, status)
     t_learn = learning_time(t, out["loss"])
     target_eig = np.asarray(1.0 - (targets.s_re[:, 0] - 1j * np.abs(targets.s_im[:, 0])))
     t_eig = eigenvalue_learning_time(t, outlier, target_eig)
-    if int(status.sum()):
-        log.warning("%d of %d networks diverged and were frozen", int(status.sum()), M)
+    flagged = status == STATUS_UNSTABLE_STEP
+    t_learn, t_eig = np.where(flagged, np.nan, t_learn), np.where(flagged, np.nan, t_eig)
+    if int(frozen.sum()):
+        log.warning("%d of %d networks diverged and were frozen", int(frozen.sum()), M)
+    if int(flagged.sum()):
+        log.warning("%d of %d networks ran at the edge of the step's stability (status %d): their trajectories may "
+                    "be wrong; use a smaller dt or StiffFlow", int(flagged.sum()), M, STATUS_UNSTABLE_STEP)
+    stats = method.stats(state.opt_state, int(ls[-1]))
     return TrainResult(
         t=t,
         step=ls,
@@ -472,5 +559,8 @@ def train(
         steps_to_learn=t_learn / method.time_per_step,
         final=state.params,
         eigenvalues=spectra if keep_spectra else None,
+        curvature=curvature,
+        loss_rise=loss_rise,
+        stats=stats,
         **out,
     )

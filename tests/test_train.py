@@ -167,12 +167,14 @@ def test_stationary_loss_refuses_c_zero():
 
 
 def test_low_rank_gramians_train_the_same_trajectory():
-    """ExactLoss(gramian="low_rank") follows the dense solver's flow to 1e-9 (N = 32, sigma = 0.3)."""
+    """ExactLoss(gramian="low_rank") follows the dense solver's flow to 1e-9 (N = 32, sigma = 0.3).
+    (dt = 0.02 to t = 0.8 is past RK4's stability edge at c = 0.1 once learned: both blew up alike
+    before the stability check flagged it; dt = 0.01 to t = 0.4 is stable.)"""
     pop = jaxrnn.init_population(32, 0.3, 0, 2)
-    kw = dict(method=jaxrnn.GradientFlow(0.02, "rk4"), steps=40, n_log=5, compute_spectra=False)
+    kw = dict(method=jaxrnn.GradientFlow(0.01, "rk4"), steps=40, n_log=5, compute_spectra=False)
     dense = jaxrnn.train(pop, jaxrnn.leaky_integrator(0.1), **kw)
     low = jaxrnn.train(pop, jaxrnn.leaky_integrator(0.1), loss=jaxrnn.ExactLoss(gramian="low_rank"), **kw)
-    assert np.all(low.status == 0)
+    assert np.all(low.status == 0) and np.all(dense.status == 0)
     np.testing.assert_allclose(low.loss, dense.loss, rtol=1e-9)
     np.testing.assert_allclose(np.asarray(low.final.W), np.asarray(dense.final.W), atol=1e-10)
 

@@ -1,0 +1,91 @@
+"""Curvature of the gradient flow, matrix-free: Hessian-vector products and Lanczos.
+
+The flow d theta/dt = -eta R grad L(theta) (R = the scaling's per-block rates, zero on untrained blocks)
+has Jacobian J = -eta R H, H the Hessian of L. In the coordinates phi = R^{-1/2} theta it reads
+J = -eta S with the *symmetric* S = R^{1/2} H R^{1/2}, so its stiffness is the spectrum of eta S:
+an explicit step h is stable only while h * eta * lambda_max(S) stays inside the method's real
+stability interval (RK4: 2.785, Euler: 2), and a linearly implicit step needs only S's few large
+eigenpairs. Everything here is matmul/jvp only (no eig/schur), so it runs inside jit on any backend;
+`eigh` of a k x k tridiagonal matrix is the only factorisation.
+
+One network at a time (vmap over a population): parameters are flattened with `ravel_pytree`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float
+
+__all__ = ["FlowOperator", "lanczos_extremes"]
+
+
+class FlowOperator(eqx.Module):
+    """x -> S x = R^{1/2} H R^{1/2} x at one point theta, for one network (flat vectors).
+
+    **Fields:**
+    - `grad_flat`: theta_flat -> grad L (flat), the loss's gradient with everything else closed over.
+    - `theta`: the point, flat, shape (n,).
+    - `sqrt_rates`: R^{1/2} per flat entry (0 on untrained parameters), shape (n,).
+
+    `matvec` is a forward-mode derivative of the gradient (`jax.jvp`), exact to rounding; it costs
+    about 2.5 gradients (measured: N = 64, dense exact loss).
+    """
+
+    grad_flat: Callable = eqx.field(static=True)
+    theta: Float[Array, " n"]
+    sqrt_rates: Float[Array, " n"]
+
+    def matvec(self, x: Float[Array, " n"]) -> Float[Array, " n"]:
+        _, hx = jax.jvp(self.grad_flat, (self.theta,), (self.sqrt_rates * x,))
+        return self.sqrt_rates * hx
+
+
+def flatten(tree):
+    """Flat vector and its inverse (`jax.flatten_util.ravel_pytree`)."""
+    return ravel_pytree(tree)
+
+
+def lanczos_extremes(
+    matvec: Callable[[Array], Array], v0: Float[Array, " n"], iterations: int
+) -> tuple[Float[Array, " k"], Float[Array, "k n"]]:
+    """Ritz pairs of a symmetric operator from `iterations` = k Lanczos steps started at v0.
+
+    Full reorthogonalisation (k is small, a few to a few tens), so the Ritz values are those of the
+    Rayleigh-Ritz projection on the Krylov space K_k(S, v0): the largest one is a lower bound on
+    lambda_max(S) that converges fastest for an isolated top eigenvalue (error ~ (gap-ratio)^(2k)).
+    An invariant subspace (breakdown, beta = 0: S of low rank, e.g. sigma = 0 networks) ends the
+    recursion early: the rest of the basis is zero and the extra Ritz values are 0.
+
+    **Returns:** Ritz values in ascending order, shape (k,), and Ritz vectors as rows, shape (k, n).
+    """
+    k = int(iterations)
+    n = v0.shape[0]
+    dtype = v0.dtype
+    tiny = jnp.asarray(jnp.finfo(dtype).eps, dtype) ** 0.75
+    q = v0 / jnp.maximum(jnp.linalg.norm(v0), jnp.finfo(dtype).tiny)
+
+    def body(i, carry):
+        Q, alpha, beta, q, alive = carry
+        Q = Q.at[i].set(q)
+        w = matvec(q)
+        a = jnp.vdot(q, w)
+        w = w - Q.T @ (Q @ w)  # full reorthogonalisation (twice is enough)
+        w = w - Q.T @ (Q @ w)
+        b = jnp.linalg.norm(w)
+        scale = jnp.maximum(jnp.abs(a), jnp.max(jnp.abs(alpha)))
+        ok = alive & (b > tiny * jnp.maximum(scale, jnp.finfo(dtype).tiny))
+        alpha = alpha.at[i].set(jnp.where(alive, a, 0.0))
+        beta = beta.at[i].set(jnp.where(ok, b, 0.0))
+        q = jnp.where(ok, w / jnp.where(ok, b, 1.0), 0.0)
+        return Q, alpha, beta, q, ok
+
+    init = (jnp.zeros((k, n), dtype), jnp.zeros((k,), dtype), jnp.zeros((k,), dtype), q, jnp.asarray(True))
+    Q, alpha, beta, _, _ = jax.lax.fori_loop(0, k, body, init)
+    T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
+    theta, Y = jnp.linalg.eigh(T)
+    return theta, Y.T @ Q

@@ -1,0 +1,519 @@
+"""Training methods: one interface, final concrete classes (as diffrax's solvers and controllers).
+
+Every method advances a population (vmapped over networks) from one log step to the next:
+
+- `AbstractMethod`: `time_per_step`, `init(params, eta)` (per-network method state) and
+  `advance(...)` (the population from step `start` to `stop`).
+- `AbstractFixedStepMethod`: one `step(field, params, state, i)` per step index, looped by a shared
+  `lax.fori_loop`. Final: `GradientFlow(dt, "euler" | "rk4")`, `GradientDescent()`, `OptaxOptimizer`.
+- `StiffFlow(dt, rtol, ...)`: adaptive, linearly implicit gradient flow (Rosenbrock-W, see its doc);
+  each network has its own time and step, all advance in lockstep until each reaches the log time.
+
+The gradient-flow field is d theta/dt = -eta R grad L (R = rates per block, 0 on untrained blocks).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Bool, Float, Int
+
+from .curvature import lanczos_extremes
+from .model import LinearRNN
+
+__all__ = [
+    "AbstractMethod",
+    "AbstractFixedStepMethod",
+    "GradientFlow",
+    "GradientDescent",
+    "OptaxOptimizer",
+    "StiffFlow",
+    "RK4_LIMIT",
+    "EULER_LIMIT",
+]
+
+TRAINABLE = ("W", "u", "v")
+# real stability intervals [-limit, 0] of the explicit steps: RK4's 1 + z + z^2/2 + z^3/6 + z^4/24 = 1 at
+# z = -2.7853; Euler's |1 + z| <= 1 for z >= -2
+RK4_LIMIT, EULER_LIMIT = 2.7853, 2.0
+
+
+def _finite(tree) -> Bool[Array, ""]:
+    return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _tree_where(cond, a, b):
+    return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
+
+
+def _axpy(a, x, y):
+    return jax.tree.map(lambda xi, yi: yi + a * xi, x, y)
+
+
+class NetworkField(eqx.Module):
+    """The training field of one network: loss, target, eta, noise key, trained blocks.
+
+    `velocity(params, i)` = (-eta R grad L, L, ok), with `ok` false when the loss says its value is
+    unreliable (e.g. W - I not Hurwitz) or anything is not finite. `flat()` gives the same field in
+    the flat coordinates y = R^{-1/2} theta (theta on untrained entries), where its Jacobian
+    -eta R^{1/2} H R^{1/2} is symmetric.
+    """
+
+    loss: Any = eqx.field(static=True)  # an AbstractLoss (hashable: its options are plain numbers)
+    target: Any
+    eta: Float[Array, ""]
+    key: Any
+    trainable: tuple = eqx.field(static=True)
+
+    def velocity(self, params: LinearRNN, i=0):
+        k = jax.random.fold_in(self.key, i)
+        loss, grad, ok = self.loss.value_and_grad(params, self.target, k)
+        ok = ok & jnp.isfinite(loss) & _finite(grad)
+        rates = dict(zip(TRAINABLE, params.rates))
+        parts = {
+            n: -self.eta * rates[n] * getattr(grad, n) if n in self.trainable else jnp.zeros_like(getattr(grad, n))
+            for n in TRAINABLE
+        }
+        return LinearRNN(parts["W"], parts["u"], parts["v"], scaling=params.scaling), loss, ok
+
+    def sqrt_rates(self, params: LinearRNN) -> Float[Array, " n"]:
+        r = dict(zip(TRAINABLE, params.rates))
+        parts = [
+            jnp.full(getattr(params, n).shape, np.sqrt(r[n]) if n in self.trainable else 0.0, params.W.dtype)
+            for n in TRAINABLE
+        ]
+        return ravel_pytree(LinearRNN(*parts, scaling=params.scaling))[0]
+
+
+class _FlatField(eqx.Module):
+    """One network's flow in y = R^{-1/2} theta: y' = g(y) = -eta R^{1/2} grad L(theta(y))."""
+
+    field: NetworkField
+    r: Float[Array, " n"]  # R^{1/2} per entry, 0 on untrained entries
+    unravel: Callable = eqx.field(static=True)
+
+    @staticmethod
+    def build(field: NetworkField, params: LinearRNN):
+        theta, unravel = ravel_pytree(params)
+        return _FlatField(field, field.sqrt_rates(params), unravel), theta
+
+    def to_y(self, theta):
+        return jnp.where(self.r > 0, theta / jnp.where(self.r > 0, self.r, 1), theta)
+
+    def to_theta(self, y):
+        return jnp.where(self.r > 0, self.r * y, y)
+
+    def g(self, y):
+        v, loss, ok = self.field.velocity(self.unravel(self.to_theta(y)))
+        gv = ravel_pytree(v)[0]
+        return jnp.where(self.r > 0, gv / jnp.where(self.r > 0, self.r, 1), 0.0), loss, ok
+
+    def minus_jac(self, y, x):
+        """-J x = eta R^{1/2} H R^{1/2} x (symmetric), by one forward-mode derivative of g."""
+        return -jax.jvp(lambda z: self.g(z)[0], (y,), (x,))[1]
+
+
+def flow_curvature(field: NetworkField, params: LinearRNN, v0, iterations: int):
+    """Top eigenvalue of eta R^{1/2} H R^{1/2} (the flow's stiffest rate) by `iterations` Lanczos steps
+    from v0 (a lower bound, tight for an isolated top eigenvalue), and its Ritz vector."""
+    ff, theta = _FlatField.build(field, params)
+    y = ff.to_y(theta)
+    vals, vecs = lanczos_extremes(lambda x: ff.minus_jac(y, x), v0, iterations)
+    return vals[-1], vecs[-1]
+
+
+# ----------------------------------------------------------------------------- interfaces
+
+
+class AbstractMethod(eqx.Module):
+    """A way of moving a population's parameters; `train` calls only this interface.
+
+    - `time_per_step`: flow time of one unit of `steps` (what log times are measured in).
+    - `init(params, eta)`: one network's method state (vmapped by `train`).
+    - `advance(step_fn, state, start, stop)`: the whole population from step `start` to `stop`.
+    - `is_flow`: whether it integrates the gradient flow (along which the loss cannot increase).
+    """
+
+    is_flow: ClassVar[bool] = False
+    needs_deterministic_loss: ClassVar[bool] = False
+
+    @property
+    @abc.abstractmethod
+    def time_per_step(self) -> float: ...
+
+    @abc.abstractmethod
+    def init(self, params: LinearRNN, eta) -> Any: ...
+
+    @abc.abstractmethod
+    def advance(self, fields: NetworkField, state, start, stop): ...
+
+    def curvature_checks(self, n_log: int) -> tuple[set, int]:
+        """Log-point indices at which `train` estimates the flow's top curvature, and Lanczos steps."""
+        return set(), 0
+
+    def recorded_curvature(self, mstate):
+        """A top-curvature estimate the method keeps itself (per network), or None."""
+        return None
+
+    def unstable(self, curvature, loss_rise, dtype):
+        """Per network: may the step have been past the method's stability (the result wrong)?"""
+        return np.zeros(np.shape(loss_rise)[:1], bool)
+
+    def stats(self, mstate, steps_done: int) -> dict:
+        """Per-network cost counters (numpy), at least `grads` (gradient evaluations)."""
+        return {}
+
+
+class AbstractFixedStepMethod(AbstractMethod):
+    """One update per step index: `step(field, params, method_state, i)` ->
+    (new params, new method state, loss at params, ok at params, ok for the whole step)."""
+
+    @abc.abstractmethod
+    def step(self, field: NetworkField, params: LinearRNN, mstate, i): ...
+
+    def init(self, params, eta):
+        return jnp.zeros((), params.W.dtype)
+
+    def advance(self, fields, state, start, stop):
+        from .train import _guarded_step  # the freeze-and-flag wrapper shared by all fixed-step methods
+
+        step = jax.vmap(lambda f, s, i: _guarded_step(self, f, s, i), in_axes=(0, 0, None))
+        return jax.lax.fori_loop(start, stop, lambda i, s: step(fields, s, i), state)
+
+
+# ----------------------------------------------------------------------------- fixed-step methods
+
+
+class GradientFlow(AbstractFixedStepMethod):
+    """Integrate the gradient flow with a fixed step dt (flow time) by "euler" or classical "rk4".
+
+    The reference method, exact as dt -> 0 (RK4 error O(dt^4)); stable only while
+    dt * eta * lambda_max(R^{1/2} H R^{1/2}) < `limit` (RK4 2.785, Euler 2). `train` checks that at
+    `checks` log points spread over the run (always the last) with `lanczos` Lanczos steps (warm-started;
+    0 turns the check off; ~15 gradients each) and, at every step for free, watches the loss, which the
+    flow can only decrease: a run whose step reaches `edge` x limit (RK4: |R(z)| >= 0.88 for the top
+    mode, where the exact flow damps it by exp(z)), or whose loss rises by more than rounding, gets
+    status `STATUS_UNSTABLE_STEP` (its results may be wrong).
+    """
+
+    dt: float
+    solver: str = "rk4"
+    lanczos: int = 6
+    checks: int = 8
+    edge: float = 0.97
+    is_flow: ClassVar[bool] = True
+
+    def __check_init__(self):
+        if not (np.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"GradientFlow.dt must be finite and > 0, got {self.dt}")
+        if self.solver not in ("euler", "rk4"):
+            raise ValueError(f"GradientFlow.solver must be 'euler' or 'rk4', got {self.solver!r}")
+        for name in ("lanczos", "checks"):
+            val = getattr(self, name)
+            if isinstance(val, bool) or int(val) != val or val < 0:
+                raise ValueError(f"GradientFlow.{name} must be an integer >= 0, got {val}")
+        if not (0 < self.edge <= 1):
+            raise ValueError(f"GradientFlow.edge must be in (0, 1], got {self.edge}")
+
+    @property
+    def time_per_step(self) -> float:
+        return float(self.dt)
+
+    @property
+    def limit(self) -> float:
+        return RK4_LIMIT if self.solver == "rk4" else EULER_LIMIT
+
+    def curvature_checks(self, n_log):
+        if self.lanczos == 0 or self.checks == 0:
+            return set(), 0
+        # linspace from the end: one check is the last log point, two or more include both ends
+        idx = np.unique(np.round(np.linspace(n_log - 1, 0, self.checks)).astype(int))
+        return set(idx.tolist()), int(self.lanczos)
+
+    def unstable(self, curvature, loss_rise, dtype):
+        """At the edge: dt * curvature >= edge * limit at a checked log point, or a loss rise per step of
+        more than 10 sqrt(eps) relative (1.5e-7 in float64, 3.5e-3 in float32; a stable run has none)."""
+        flag = loss_rise > 10 * np.sqrt(np.finfo(np.dtype(dtype)).eps)
+        if curvature is not None:
+            top = np.max(np.where(np.isfinite(curvature), curvature, -np.inf), axis=1)
+            flag = flag | (top * self.dt >= self.edge * self.limit)
+        return flag
+
+    def stats(self, mstate, steps_done):
+        return {"grads": np.full(np.shape(mstate)[:1], (4 if self.solver == "rk4" else 1) * steps_done)}
+
+    def step(self, field, params, mstate, i):
+        h = self.dt
+        k1, loss, ok1 = field.velocity(params, i)
+        if self.solver == "euler":
+            return _axpy(h, k1, params), mstate, loss, ok1, ok1
+        k2, _, ok2 = field.velocity(_axpy(h / 2, k1, params), i)
+        k3, _, ok3 = field.velocity(_axpy(h / 2, k2, params), i)
+        k4, _, ok4 = field.velocity(_axpy(h, k3, params), i)
+        incr = jax.tree.map(lambda a, b, c, d: (a + 2 * b + 2 * c + d) / 6, k1, k2, k3, k4)
+        return _axpy(h, incr, params), mstate, loss, ok1, ok1 & ok2 & ok3 & ok4
+
+
+class GradientDescent(AbstractFixedStepMethod):
+    """Discrete gradient descent theta <- theta - eta R grad L (SGD with a sampled loss)."""
+
+    @property
+    def time_per_step(self) -> float:
+        return 1.0
+
+    def stats(self, mstate, steps_done):
+        return {"grads": np.full(np.shape(mstate)[:1], steps_done)}
+
+    def step(self, field, params, mstate, i):
+        v, loss, ok = field.velocity(params, i)
+        return _axpy(1.0, v, params), mstate, loss, ok, ok
+
+
+class OptaxOptimizer(AbstractFixedStepMethod):
+    """Any optax optimiser `make(learning_rate=..., **kwargs)`, with eta injected per network.
+
+    It is fed the rate-scaled gradient R grad L, built as
+    `optax.inject_hyperparams(make)(learning_rate=eta, **kwargs)` so eta is per-network state.
+    """
+
+    make: Callable = eqx.field(static=True)
+    kwargs: tuple = eqx.field(static=True, default=())
+
+    def __init__(self, make: Callable, **kwargs: Any):
+        self.make = make
+        self.kwargs = tuple(sorted(kwargs.items()))
+
+    def optimizer(self, learning_rate):
+        return optax.inject_hyperparams(self.make)(learning_rate=learning_rate, **dict(self.kwargs))
+
+    @property
+    def time_per_step(self) -> float:
+        return 1.0
+
+    def init(self, params, eta):
+        return self.optimizer(eta).init(params)
+
+    def stats(self, mstate, steps_done):
+        return {"grads": np.full(np.shape(jax.tree.leaves(mstate)[0])[:1], steps_done)}
+
+    def step(self, field, params, mstate, i):
+        v, loss, ok = field.velocity(params, i)
+        scaled_grad = jax.tree.map(lambda x: -x / field.eta, v)  # optax minimises: feed it R grad L
+        updates, new_state = self.optimizer(1.0).update(scaled_grad, mstate, params)
+        return optax.apply_updates(params, updates), _tree_where(ok, new_state, mstate), loss, ok, ok
+
+
+# ----------------------------------------------------------------------------- stiff-aware flow
+
+# ROS34PW2 (Rang & Angermann 2005): 4-stage Rosenbrock-W method, order 3 for *any* W (so a lagged,
+# low-rank Jacobian keeps the order), L-stable with the exact Jacobian, embedded order 2.
+_GAMMA = 4.3586652150845900e-01
+_A = np.array([[0, 0, 0, 0], [8.7173304301691801e-01, 0, 0, 0],
+               [8.4457060015369423e-01, -1.1299064236484185e-01, 0, 0], [0, 0, 1, 0]])
+_G = np.array([[0, 0, 0, 0], [-8.7173304301691801e-01, 0, 0, 0],
+               [-9.0338057013044082e-01, 5.4180672388095326e-02, 0, 0],
+               [2.4212380706095346e-01, -1.2232505839045147e00, 5.4526025533510214e-01, 0]])
+_B = np.array([2.4212380706095346e-01, -1.2232505839045147e00, 1.5452602553351020e00, 4.3586652150845900e-01])
+_BHAT = np.array([3.7810903145819369e-01, -9.6042292212423178e-02, 5.0e-01, 2.1793326075422950e-01])
+
+
+class _StiffState(eqx.Module):
+    t: Float[Array, ""]
+    t_prev: Float[Array, ""]  # time of the last accepted point (`prev`), for a rollback
+    h: Float[Array, ""]
+    err_prev: Float[Array, ""]
+    U: Float[Array, "k n"]  # stiff directions (orthonormal, y-coordinates)
+    lam: Float[Array, " k"]  # their rates (eigenvalues of -J, clipped at 0)
+    refresh: Bool[Array, ""]
+    since_refresh: Int[Array, ""]
+    accepted: Int[Array, ""]
+    rejected: Int[Array, ""]
+    grads: Int[Array, ""]  # gradient evaluations
+    hvps: Int[Array, ""]  # Hessian-vector products (forward-mode, ~2.5 gradients each)
+
+
+class StiffFlow(AbstractMethod):
+    """Adaptive, linearly implicit gradient flow: Rosenbrock-W (ROS34PW2) with a deflated Jacobian.
+
+    In y = R^{-1/2} theta the flow is y' = g(y) with the symmetric Jacobian J = -eta R^{1/2} H R^{1/2}.
+    Its stiffness sits in a few directions (near the learned state one rate ~0.25 eta / c^3, the next
+    ~20 eta). Each step solves the stages
+
+        (I - h gamma J_k) k_i = h g(y + sum_j a_ij k_j) + h J_k sum_j gamma_ij k_j,   y+ = y + sum_i b_i k_i,
+
+    with J_k = -U diag(lam) U^T the top `rank` eigenpairs of -J from `lanczos` Lanczos steps of
+    forward-mode Hessian-vector products, so the solve is closed-form (Woodbury):
+    (I + h gamma U lam U^T)^{-1} = I - U diag(h gamma lam / (1 + h gamma lam)) U^T. A W-method keeps
+    its order 3 with any J_k; the stiff directions are damped as by an L-stable method, the rest is
+    integrated explicitly (step bounded by ~2 / lam_{rank+1}). J_k is lagged: recomputed after a
+    rejected step and every `refresh_every` accepted steps.
+
+    Step control: the embedded order-2 solution gives err = |y+ - y+_hat|_2 / (atol + rtol |y|_2);
+    accept if err <= 1, then h <- h * clip(0.9 err^(-0.7/3) err_prev^(0.4/3), 0.2, 5) (PI control);
+    a non-finite or non-Hurwitz stage (the exact loss's tail check) rejects the step and quarters h.
+    `dt` is the unit of `train`'s `steps` and log grid (t = steps * dt), not a step size.
+    Accuracy: the loss curve follows a tight reference to ~1e-4 relative at rtol = 1e-6 (measured
+    and tested; docs/core.md).
+    """
+
+    dt: float
+    rtol: float = 1e-6
+    atol: float = 1e-12
+    rank: int = 2
+    lanczos: int = 8
+    refresh_every: int = 10
+    max_iterations: int = 20000
+    is_flow: ClassVar[bool] = True
+    needs_deterministic_loss: ClassVar[bool] = True
+
+    def __check_init__(self):
+        if not (np.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"StiffFlow.dt must be finite and > 0, got {self.dt}")
+        if not (0 < self.rtol < 1):
+            raise ValueError(f"StiffFlow.rtol must be in (0, 1), got {self.rtol}")
+        if not (self.atol >= 0 and np.isfinite(self.atol)):
+            raise ValueError(f"StiffFlow.atol must be finite and >= 0, got {self.atol}")
+        for name, lo in (("rank", 1), ("lanczos", 2), ("refresh_every", 1), ("max_iterations", 1)):
+            val = getattr(self, name)
+            if isinstance(val, bool) or int(val) != val or val < lo:
+                raise ValueError(f"StiffFlow.{name} must be an integer >= {lo}, got {val}")
+        if self.rank > self.lanczos:
+            raise ValueError(f"StiffFlow.rank must be <= StiffFlow.lanczos = {self.lanczos}, got {self.rank}")
+
+    @property
+    def time_per_step(self) -> float:
+        return float(self.dt)
+
+    def recorded_curvature(self, mstate):
+        return np.asarray(mstate.lam[:, -1])
+
+    def stats(self, mstate, steps_done):
+        return {k: np.asarray(getattr(mstate, k)) for k in ("accepted", "rejected", "grads", "hvps")}
+
+    def init(self, params, eta):
+        n = ravel_pytree(params)[0].shape[0]
+        dtype = params.W.dtype
+        z = jnp.zeros((), dtype)
+        i0 = jnp.zeros((), jnp.int32)
+        return _StiffState(z, z, z, jnp.ones((), dtype), jnp.zeros((self.rank, n), dtype), jnp.zeros((self.rank,), dtype),
+                           jnp.asarray(True), i0, i0, i0, i0, i0)
+
+    def _refresh(self, field, params, ms: _StiffState, key):
+        ff, theta = _FlatField.build(field, params)
+        y = ff.to_y(theta)
+        noise = jax.random.normal(jax.random.fold_in(key, ms.accepted + ms.rejected), y.shape, y.dtype) * ff.r
+        noise = noise / jnp.maximum(jnp.linalg.norm(noise), jnp.finfo(y.dtype).tiny)
+        v0 = ms.U[-1] + 0.1 * noise  # warm start on the old stiffest direction
+        vals, vecs = lanczos_extremes(lambda x: ff.minus_jac(y, x), v0, self.lanczos)
+        lam = jnp.maximum(vals[-self.rank:], 0.0)
+        return eqx.tree_at(lambda s: (s.U, s.lam, s.refresh, s.since_refresh, s.hvps), ms,
+                           (vecs[-self.rank:], lam, jnp.asarray(False), jnp.zeros((), jnp.int32), ms.hvps + self.lanczos))
+
+    def _attempt(self, field, state, t_end):
+        """One attempted step of one network (masked out once it has reached t_end or is frozen)."""
+        ms: _StiffState = state.opt_state
+        params = state.params
+        active = (ms.t < t_end) & ~state.frozen
+        ff, theta = _FlatField.build(field, params)
+        y = ff.to_y(theta)
+        dtype = y.dtype
+        U, lam = ms.U, ms.lam
+        remaining = t_end - ms.t
+        A, G = jnp.asarray(_A, dtype), jnp.asarray(_G, dtype)
+
+        def stage(carry, i):
+            # one scan over the 4 stages: one gradient graph to compile, not four
+            ks, h, first = carry
+            gi, li, oki = ff.g(y + A[i] @ ks)
+            # the first stage (at y itself) fixes h: the controller's step, or h0 = 0.01 |y| / |g(y)|
+            h0 = jnp.clip(0.01 * jnp.linalg.norm(y) / jnp.maximum(jnp.linalg.norm(gi), jnp.finfo(dtype).tiny), 1e-6, 1.0)
+            h_ctrl = jnp.where(ms.h > 0, ms.h, h0)
+            h = jnp.where(i == 0, jnp.where(h_ctrl >= remaining * (1 - 1e-12), remaining, h_ctrl), h)
+            d = h * _GAMMA * lam / (1 + h * _GAMMA * lam)
+            corr = G[i] @ ks
+            b = h * gi - h * U.T @ (lam * (U @ corr))  # h g(y_i) + h J_k sum_j gamma_ij k_j
+            ks = ks.at[i].set(b - U.T @ (d * (U @ b)))  # (I - h gamma J_k)^{-1} b (Woodbury)
+            first = jax.tree.map(lambda f, x: jnp.where(i == 0, x, f), first, (li, oki, h_ctrl))
+            return (ks, h, first), oki
+
+        first0 = (jnp.zeros((), dtype), jnp.asarray(True), jnp.zeros((), dtype))
+        (ks, h, (loss0, ok0, h_ctrl)), oks = jax.lax.scan(
+            stage, (jnp.zeros((4,) + y.shape, dtype), jnp.zeros((), dtype), first0), jnp.arange(4))
+        ok = jnp.all(oks)
+        last = h_ctrl >= remaining * (1 - 1e-12)
+        h = jnp.where(last, remaining, h_ctrl)
+        y_new = y + jnp.asarray(_B, dtype) @ ks
+        e = jnp.asarray(_B - _BHAT, dtype) @ ks
+        scale = self.atol + self.rtol * jnp.maximum(jnp.linalg.norm(y), jnp.linalg.norm(y_new))
+        err = jnp.linalg.norm(e) / scale
+        ok = ok & jnp.isfinite(err) & jnp.all(jnp.isfinite(y_new))
+        accept = active & ok & (err <= 1)
+        reject = active & ~accept
+        # the accepted point itself failed (its stages did not visit it): roll back to the last point
+        rollback = active & ~ok0
+        err_c = jnp.maximum(jnp.where(ok, err, 1e10), 1e-10)
+        fac_acc = jnp.clip(0.9 * err_c ** (-0.7 / 3) * ms.err_prev ** (0.4 / 3), 0.2, 5.0)
+        fac_rej = jnp.where(ok, jnp.clip(0.9 * err_c ** (-1 / 3), 0.2, 0.9), 0.25)
+        # a last step shortened to reach t_end does not shrink the controller's step
+        h_next = jnp.where(accept, jnp.where(last, jnp.maximum(h_ctrl, h * fac_acc), h * fac_acc), h * fac_rej)
+        new_params = ff.unravel(ff.to_theta(y_new))
+        ms_new = _StiffState(
+            t=jnp.where(rollback, ms.t_prev, jnp.where(accept, jnp.where(last, t_end, ms.t + h), ms.t)),
+            t_prev=jnp.where(accept, ms.t, ms.t_prev),
+            h=jnp.where(active, h_next, ms.h),
+            err_prev=jnp.where(accept, err_c, ms.err_prev),
+            U=U,
+            lam=lam,
+            refresh=ms.refresh | reject | (active & (ms.since_refresh + 1 >= self.refresh_every)),
+            since_refresh=ms.since_refresh + accept.astype(jnp.int32),
+            accepted=ms.accepted + accept.astype(jnp.int32),
+            rejected=ms.rejected + reject.astype(jnp.int32),
+            grads=ms.grads + 4 * active.astype(jnp.int32),
+            hvps=ms.hvps,
+        )
+        lost = active & (h_next < 1e-12 * jnp.maximum(t_end, 1.0))  # step underflow: give up on it
+        params_next = _tree_where(accept, new_params, _tree_where(rollback, state.prev, params))
+        counted = active & ok0 & jnp.isfinite(state.last_loss)
+        rise = (loss0 - state.last_loss) / jnp.maximum(jnp.abs(state.last_loss), jnp.finfo(dtype).tiny)
+        return eqx.tree_at(
+            lambda s: (s.params, s.prev, s.opt_state, s.frozen, s.last_loss, s.loss_rise),
+            state,
+            (params_next, _tree_where(accept, params, state.prev), ms_new, state.frozen | lost,
+             jnp.where(active & ok0, loss0, state.last_loss),
+             jnp.where(counted, jnp.maximum(state.loss_rise, rise), state.loss_rise)),
+        )
+
+    def advance(self, fields, state, start, stop):
+        t_end = jnp.asarray(stop, state.opt_state.t.dtype) * self.dt
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, 0x57F))(fields.key)
+
+        def refresh_some(s):
+            new = jax.vmap(self._refresh)(fields, s.params, s.opt_state, keys)
+            pick = s.opt_state.refresh & (s.opt_state.t < t_end) & ~s.frozen
+            sel = lambda a, b: jnp.where(pick.reshape(pick.shape + (1,) * (a.ndim - 1)), a, b)
+            return eqx.tree_at(lambda x: x.opt_state, s, jax.tree.map(sel, new, s.opt_state))
+
+        def body(carry):
+            s, it = carry
+            need = jnp.any(s.opt_state.refresh & (s.opt_state.t < t_end) & ~s.frozen)
+            s = jax.lax.cond(need, refresh_some, lambda x: x, s)
+            s = jax.vmap(self._attempt, in_axes=(0, 0, None))(fields, s, t_end)
+            return s, it + 1
+
+        def cond(carry):
+            s, it = carry
+            return jnp.any((s.opt_state.t < t_end) & ~s.frozen) & (it < self.max_iterations)
+
+        s, _ = jax.lax.while_loop(cond, body, (state, jnp.zeros((), jnp.int32)))
+        # networks that did not reach t_end within max_iterations are frozen and flagged
+        frozen = s.frozen | ((s.opt_state.t < t_end) & ~s.frozen)
+        newly = frozen & ~state.frozen  # frozen in this chunk: flag the chunk's first step index
+        return eqx.tree_at(lambda x: (x.frozen, x.diverged_step), s,
+                           (frozen, jnp.where(newly, jnp.asarray(start, s.diverged_step.dtype), s.diverged_step)))
