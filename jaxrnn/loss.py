@@ -163,7 +163,8 @@ def population_loss(
     return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
 
 
-def _fast_terms(model: LinearRNN, target: ExponentialSum, max_doublings: int, shift, need_grad: bool):
+def _fast_terms(model: LinearRNN, target: ExponentialSum, max_doublings: int, shift, need_grad: bool,
+                factored: int | None = None):
     """P v, O u, O P, x, y, tail and the doublings used, all from `gramians_adaptive` (see its doc):
     one LU per step (the Cayley transform); the resolvents come from the same powers of F, in real
     arithmetic for real poles (`kind="integrator"`: s_im = 0)."""
@@ -172,7 +173,7 @@ def _fast_terms(model: LinearRNN, target: ExponentialSum, max_doublings: int, sh
         shift = cayley_shift(model.W)
     poles = target.s_re if target.kind == "integrator" else target.poles
     P, O, tail, K, x, y = gramians_adaptive(A, model.u, model.v, max_doublings=max_doublings, shift=shift,
-                                            observability=need_grad, poles=poles)
+                                            observability=need_grad, poles=poles, factored=factored)
     cdtype = jnp.result_type(model.W.dtype, jnp.complex64)
     x = x.astype(cdtype)
     if not need_grad:
@@ -186,6 +187,7 @@ def population_loss_and_grad_fast(
     *,
     max_doublings: int = DEFAULT_DOUBLINGS,
     shift=None,
+    factored: int | None = None,
     return_doublings: bool = False,
 ):
     """`population_loss_and_grad` (dense Gramians) with adaptive doublings and an automatic shift.
@@ -193,14 +195,15 @@ def population_loss_and_grad_fast(
     Same loss and adjoint gradients (see the module doc) to the dtype's precision: the Smith doubling
     stops once |F^(2^K)|_F^2 <= eps, at most `max_doublings` (use the reference's `doublings` so a
     network that fails to converge is flagged by the same `tail` test); the first doublings run on
-    rank-one factors; `shift=None` picks the Cayley shift from `lyapunov.cayley_shift` (a float fixes
+    rank-one factors (`factored`, default min(4, log2(N) - 1): a doubling on factors costs one n^3
+    squaring against five for a dense one, so it pays unless the spectrum needs fewer); `shift=None` picks the Cayley shift from `lyapunov.cayley_shift` (a float fixes
     it). The resolvents come from the same powers of F (no LU besides the Cayley transform's). Not
     reverse-differentiable (a while loop): its gradient is the adjoint one it returns.
 
     Returns (loss, grad, tail), plus K (the doublings used) with `return_doublings`.
     """
     s = model.readout_scale
-    Pv, Ou, OP, x, y, tail, K = _fast_terms(model, target, max_doublings, shift, need_grad=True)
+    Pv, Ou, OP, x, y, tail, K = _fast_terms(model, target, max_doublings, shift, need_grad=True, factored=factored)
     r = target.residues.astype(x.dtype)
     cross = jnp.real(jnp.sum(r * (x @ model.v.astype(x.dtype))))
     loss = 0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())
@@ -214,11 +217,16 @@ def population_loss_and_grad_fast(
 
 
 def population_loss_fast(
-    model: LinearRNN, target: ExponentialSum, *, max_doublings: int = DEFAULT_DOUBLINGS, shift=None
+    model: LinearRNN,
+    target: ExponentialSum,
+    *,
+    max_doublings: int = DEFAULT_DOUBLINGS,
+    shift=None,
+    factored: int | None = None,
 ) -> Scalar:
     """`population_loss` by the adaptive solver of `population_loss_and_grad_fast` (P only, x only)."""
     s = model.readout_scale
-    Pv, _, _, x, _, _, _ = _fast_terms(model, target, max_doublings, shift, need_grad=False)
+    Pv, _, _, x, _, _, _ = _fast_terms(model, target, max_doublings, shift, need_grad=False, factored=factored)
     cross = jnp.real(jnp.sum(target.residues.astype(x.dtype) * (x @ model.v.astype(x.dtype))))
     return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
 

@@ -138,14 +138,14 @@ def gramians_adaptive(
     shift=1.0,
     observability: bool = True,
     poles=None,
-    factored: int = 2,
+    factored: int | None = None,
     tol: float | None = None,
 ):
     """`gramians` with the number of doublings chosen on the fly: same P, O to the dtype's precision.
 
     F = (pI - A)^{-1}(pI + A) = 2p R - I with R = (pI - A)^{-1}: one LU, the step's only factorisation.
     The Stein sums P = sum_i F^i G F^iT, G = 2p g g^T (g = R u), start rank one, so the first `factored`
-    doublings run on factors, Z <- [Z, F^(2^k) Z] (width 2^k: O(n^2 2^k) instead of 4 n^3 per doubling;
+    (default min(4, floor(log2 n) - 1), at least 1) doublings run on factors, Z <- [Z, F^(2^k) Z] (width 2^k: O(n^2 2^k) instead of 4 n^3 per doubling;
     O's factor uses F^T and h = R^T v), and only F itself is squared. Dense doublings X <- X + F X F^T,
     F <- F^2 then continue in a `while_loop` while |F^(2^k)|_F^2 > tol^2 (default tol^2 = eps of the dtype)
     and k < `max_doublings`: the truncation error F^(2^K) X F^(2^K)T is then below eps |X|_2. P and O
@@ -186,6 +186,8 @@ def gramians_adaptive(
         zy = zy + beta[:, None] * (zy @ F.astype(rdtype)) if observability else zy
         return zx, zy, beta * beta
 
+    if factored is None:
+        factored = min(4, max(1, int(math.log2(n)) - 1))
     k0 = min(int(factored), int(max_doublings))
     for _ in range(k0):
         Zp = jnp.concatenate([Zp, F @ Zp], axis=1)

@@ -26,7 +26,7 @@ TARGETS = {
 }
 
 
-def _net(N=24, sigma=0.5, seed=0, outlier=None):
+def _net(N=12, sigma=0.5, seed=0, outlier=None):
     """A random network; with `outlier`, W0 deflated along u and given the eigenvalue `outlier` there
     (W q = outlier q, q = u/|u|: the learned regime, slowest decay 1 - outlier)."""
     net = jaxrnn.init_network(N, sigma, jax.random.key(seed))
@@ -40,24 +40,26 @@ def _net(N=24, sigma=0.5, seed=0, outlier=None):
 CASES = [(0.5, None), (0.3, 0.9), (0.8, None), (0.1, 0.95)]
 
 
+# compiled once per target kind and dtype, shared by the tests below
+REF = jax.jit(lambda m, t: population_loss_and_grad(m, t, doublings=24))
+FAST = jax.jit(lambda m, t, p: population_loss_and_grad_fast(m, t, max_doublings=24, shift=p, return_doublings=True))
+LOSS_FAST = jax.jit(lambda m, t: population_loss_fast(m, t, max_doublings=24))
+
+
 @pytest.mark.parametrize("name", TARGETS)
 def test_fast_exact_loss_and_grad_equal_reference(name):
     """Adaptive doublings + automatic (or fixed) shift: the reference's loss and adjoint gradient to 1e-10,
     for a bulk-only network, learned outliers (slow decay 0.1, 0.05) and a wide bulk."""
     target = TARGETS[name]
-    ref_f = jax.jit(lambda m: population_loss_and_grad(m, target, doublings=24))
-    fast_f = jax.jit(lambda m, p: population_loss_and_grad_fast(m, target, max_doublings=24, shift=p, return_doublings=True))
-    fixed_f = jax.jit(lambda m: population_loss_and_grad_fast(m, target, max_doublings=24, shift=1.0))
-    loss_f = jax.jit(lambda m: population_loss_fast(m, target, max_doublings=24))
     for sigma, outlier in CASES:
         net = _net(sigma=sigma, outlier=outlier, seed=1)
-        ref = ref_f(net)
-        loss, grad, tail, K = fast_f(net, cayley_shift(net.W))
-        assert float(tail) <= np.sqrt(np.finfo(np.float64).eps) and int(K) < 24
-        assert abs(float(loss - ref[0])) <= 1e-10 * abs(float(ref[0]))
-        assert tree_max_rel_err(grad, ref[1]) <= 1e-10
-        assert abs(float(loss_f(net) - ref[0])) <= 1e-10 * abs(float(ref[0]))
-        assert tree_max_rel_err(fixed_f(net)[1], ref[1]) <= 1e-10
+        ref = REF(net, target)
+        for p in (cayley_shift(net.W), 1.0):
+            loss, grad, tail, K = FAST(net, target, p)
+            assert float(tail) <= np.sqrt(np.finfo(np.float64).eps) and int(K) < 24
+            assert abs(float(loss - ref[0])) <= 1e-10 * abs(float(ref[0]))
+            assert tree_max_rel_err(grad, ref[1]) <= 1e-10
+        assert abs(float(LOSS_FAST(net, target) - ref[0])) <= 1e-10 * abs(float(ref[0]))
 
 
 def test_fast_exact_gradient_matches_finite_differences():
@@ -96,12 +98,12 @@ def test_adaptive_doublings_solve_both_lyapunov_equations_with_few_doublings():
     assert used[0] < used[1] < used[2] < 30, used
 
 
-def test_fast_exact_flags_non_hurwitz_like_the_reference():
+def test_fast_exact_flags_non_hurwitz():
+    """As the reference's tail (tests/test_lyapunov.py): runs to the cap, and the tail does not vanish."""
     net = _net(N=12, sigma=0.3, seed=3, outlier=1.05)  # rightmost eigenvalue of W - I at +0.05
-    _, _, tail, K = jax.jit(lambda m: population_loss_and_grad_fast(m, TARGETS["integrator"], max_doublings=12,
-                                                                    return_doublings=True))(net)
+    A = net.W - jnp.eye(12)
+    _, _, tail, K = jax.jit(lambda A: gramians_adaptive(A, net.u, net.v, max_doublings=12, observability=False))(A)
     assert int(K) == 12 and not float(tail) < 1e-3
-    assert not float(population_loss_and_grad(net, TARGETS["integrator"], doublings=12)[2]) < 1e-3
 
 
 def test_auto_shift_saves_doublings_in_the_learned_regime():
@@ -117,17 +119,18 @@ def test_auto_shift_saves_doublings_in_the_learned_regime():
 
 
 def test_fast_exact_vmaps_and_float32():
-    pop = jaxrnn.init_population(16, 0.4, 0, 4)
-    targets = jaxrnn.leaky_integrator(jnp.linspace(0.1, 0.5, 4))
-    fast_f = jax.jit(jax.vmap(lambda m, t: population_loss_and_grad_fast(m, t)[:2]))
-    fast = fast_f(pop, targets)
-    ref = jax.jit(jax.vmap(lambda m, t: population_loss_and_grad(m, t, doublings=20)[:2]))(pop, targets)
-    assert tree_max_rel_err(fast, ref) <= 1e-10
-    pop32 = jax.tree.map(lambda x: x.astype(jnp.float32), pop)
-    t32 = jaxrnn.leaky_integrator(jnp.linspace(0.1, 0.5, 4), dtype=jnp.float32)
-    f32 = fast_f(pop32, t32)
+    """vmapped over networks and targets (the while loop runs to the slowest network) = one at a time;
+    float32 within float32 resolution of the O(1/c) terms."""
+    pop = jaxrnn.init_population(12, 0.4, 0, 3)
+    cs = np.linspace(0.1, 0.5, 3)
+    fast = jax.jit(jax.vmap(lambda m, t: population_loss_and_grad_fast(m, t)[:2]))(pop, jaxrnn.leaky_integrator(cs))
+    for i, c in enumerate(cs):
+        ref = REF(jax.tree.map(lambda x: x[i], pop), jaxrnn.leaky_integrator(c))[:2]
+        assert tree_max_rel_err(jax.tree.map(lambda x: x[i], fast), ref) <= 1e-10
+    net32 = jax.tree.map(lambda x: x[0].astype(jnp.float32), pop)
+    f32 = FAST(net32, jaxrnn.leaky_integrator(0.1, dtype=jnp.float32), None)
     assert f32[0].dtype == jnp.float32
-    assert tree_max_rel_err(f32, ref) <= 2e-4  # float32 resolution of the O(1/c) terms
+    assert tree_max_rel_err(f32[:2], REF(jax.tree.map(lambda x: x[0], pop), jaxrnn.leaky_integrator(0.1))[:2]) <= 2e-4
 
 
 def test_impulse_response_euler_equals_matrix_powers():
@@ -138,7 +141,7 @@ def test_impulse_response_euler_equals_matrix_powers():
         np.testing.assert_allclose(impulse_response_euler(net, 0.1, n), ref, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("name,burn_in", [("integrator", 0), ("oscillator", 13), ("sum", 7)])
+@pytest.mark.parametrize("name,burn_in", [("integrator", 0), ("sum", 7)])
 def test_fft_sampled_loss_and_gradient_equal_bptt(name, burn_in):
     """Same noise, same value and gradient as `sampled_loss` (BPTT through lax.scan), to 1e-10."""
     net, target = _net(N=12, sigma=0.6, seed=6), TARGETS[name]
@@ -155,9 +158,9 @@ def test_fft_sampled_loss_and_gradient_equal_bptt(name, burn_in):
 
 def test_fft_sampled_loss_float32_and_vmap():
     """The benchmark's setting (dt 0.1, T 200, B 16, float32): equal to the BPTT loss to float32 tolerance."""
-    pop = jaxrnn.init_population(16, 0.3, 1, 3, dtype=jnp.float32)
+    pop = jaxrnn.init_population(8, 0.3, 1, 2, dtype=jnp.float32)
     target = jaxrnn.leaky_integrator(0.1, dtype=jnp.float32)
-    keys = jax.random.split(jax.random.key(0), 3)
+    keys = jax.random.split(jax.random.key(0), 2)
     kw = dict(dt=0.1, batch=16, steps=200)
     ref = jax.jit(jax.vmap(jax.value_and_grad(lambda m, k: sampled_loss(m, target, k, **kw))))(pop, keys)
     fast = jax.jit(jax.vmap(jax.value_and_grad(lambda m, k: sampled_loss_fft(m, target, k, **kw))))(pop, keys)
