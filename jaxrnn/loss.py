@@ -196,14 +196,15 @@ def population_loss_and_grad_fast(
     stops once |F^(2^K)|_F^2 <= eps, at most `max_doublings` (use the reference's `doublings` so a
     network that fails to converge is flagged by the same `tail` test); the first doublings run on
     rank-one factors (`factored`, default min(4, log2(N) - 1): a doubling on factors costs one n^3
-    squaring against five for a dense one, so it pays unless the spectrum needs fewer); `shift=None` picks the Cayley shift from `lyapunov.cayley_shift` (a float fixes
-    it). The resolvents come from the same powers of F (no LU besides the Cayley transform's). Not
-    reverse-differentiable (a while loop): its gradient is the adjoint one it returns.
+    squaring against five for a dense one, so it pays unless the spectrum needs fewer); `shift=None`
+    picks the Cayley shift from `lyapunov.cayley_shift` (a float fixes it). The resolvents come from the
+    same powers of F (no LU besides the Cayley transform's). Not reverse-differentiable (a while loop):
+    its gradient is the adjoint one it returns.
 
     Returns (loss, grad, tail), plus K (the doublings used) with `return_doublings`.
     """
     s = model.readout_scale
-    Pv, Ou, OP, x, y, tail, K = _fast_terms(model, target, max_doublings, shift, need_grad=True, factored=factored)
+    Pv, Ou, OP, x, y, tail, K = _fast_terms(model, target, max_doublings, shift, True, factored)
     r = target.residues.astype(x.dtype)
     cross = jnp.real(jnp.sum(r * (x @ model.v.astype(x.dtype))))
     loss = 0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())
@@ -211,7 +212,8 @@ def population_loss_and_grad_fast(
     gW = s**2 * OP - s * jnp.real(jnp.einsum("ji,jk->ik", ry, x))
     gu = s**2 * Ou - s * jnp.real(jnp.sum(ry, 0))
     gv = s**2 * Pv - s * jnp.real(jnp.sum(rx, 0))
-    grad = LinearRNN(gW.astype(model.W.dtype), gu.astype(model.u.dtype), gv.astype(model.v.dtype), scaling=model.scaling)
+    grad = LinearRNN(gW.astype(model.W.dtype), gu.astype(model.u.dtype), gv.astype(model.v.dtype),
+                     scaling=model.scaling)
     out = (loss.astype(model.W.dtype), grad, tail)
     return out + (K,) if return_doublings else out
 
@@ -389,7 +391,8 @@ def sampled_loss_fft(
     e = sq * (impulse_response_euler(model, dt, T) - k_star)  # (T,)
     xi = jax.vmap(lambda t: jax.random.normal(jax.random.fold_in(key, t), (batch,), dtype))(jnp.arange(T))
     nfft = 1 << max(1, (2 * T - 1).bit_length())  # >= 2T: no wrap-around into lags < T
-    conv = jnp.fft.irfft(jnp.fft.rfft(e, nfft) * jnp.fft.rfft(xi.T, nfft, axis=-1), nfft, axis=-1)[:, : T - 1]
-    err = jnp.concatenate([jnp.zeros((batch, 1), dtype), conv.astype(dtype)], axis=1)[:, burn_in:]  # (batch, steps)
+    spectrum = jnp.fft.rfft(e, nfft) * jnp.fft.rfft(xi.T, nfft, axis=-1)
+    conv = jnp.fft.irfft(spectrum, nfft, axis=-1)[:, : T - 1]
+    err = jnp.concatenate([jnp.zeros((batch, 1), dtype), conv.astype(dtype)], axis=1)[:, burn_in:]  # (B, steps)
     per = 0.5 * jnp.mean(err**2, axis=1)
     return per if per_path else jnp.mean(per)

@@ -145,8 +145,9 @@ def gramians_adaptive(
 
     F = (pI - A)^{-1}(pI + A) = 2p R - I with R = (pI - A)^{-1}: one LU, the step's only factorisation.
     The Stein sums P = sum_i F^i G F^iT, G = 2p g g^T (g = R u), start rank one, so the first `factored`
-    (default min(4, floor(log2 n) - 1), at least 1) doublings run on factors, Z <- [Z, F^(2^k) Z] (width 2^k: O(n^2 2^k) instead of 4 n^3 per doubling;
-    O's factor uses F^T and h = R^T v), and only F itself is squared. Dense doublings X <- X + F X F^T,
+    (default min(4, floor(log2 n) - 1), at least 1) doublings run on factors, Z <- [Z, F^(2^k) Z]
+    (width 2^k: O(n^2 2^k) instead of 4 n^3 per doubling; O's factor uses F^T and h = R^T v), and only
+    F itself is squared (one n^3 product against five for a dense doubling). Dense doublings X <- X + F X F^T,
     F <- F^2 then continue in a `while_loop` while |F^(2^k)|_F^2 > tol^2 (default tol^2 = eps of the dtype)
     and k < `max_doublings`: the truncation error F^(2^K) X F^(2^K)T is then below eps |X|_2. P and O
     share every power of F. `shift` is a number or a traced scalar (e.g. `cayley_shift(A + I)`).
