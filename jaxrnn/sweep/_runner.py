@@ -10,8 +10,10 @@ write the same file. This needs a shared filesystem (or an object store) for the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -105,7 +107,7 @@ def _theory_module():
     return theory
 
 
-def theory_infinite(spec: SweepSpec) -> dict | None:
+def theory_infinite(spec: SweepSpec, quiet: bool = True) -> dict | None:
     """The N -> inf sigma = 0 theory on the (c, w, eta) grid, on the store's log times."""
     if not theory_supported(spec):
         return None
@@ -117,7 +119,8 @@ def theory_infinite(spec: SweepSpec) -> dict | None:
     shape = C.shape
     ts = spec.log_times()
     t0 = time.perf_counter()
-    res = th.solve(_targets(spec, C.ravel(), Wf.ravel()), t1=float(ts[-1]), eta=E.ravel(), ts=ts, rtol=spec.theory.rtol, atol=spec.theory.atol)
+    with _theory_status(quiet, f"N -> inf sigma = 0 curves at {C.size} (c, w, eta) points"):
+        res = th.solve(_targets(spec, C.ravel(), Wf.ravel()), t1=float(ts[-1]), eta=E.ravel(), ts=ts, rtol=spec.theory.rtol, atol=spec.theory.atol)
     ok = np.asarray(res.ok).reshape(-1)
     if not ok.all():
         # a failed solve is data (NaN, counted here), never a curve drawn as if right
@@ -182,7 +185,7 @@ def build_population(spec: SweepSpec, N: int, net: dict):
     return model, network_keys(net["seed"], net["draw"])
 
 
-def run_chunk(spec: SweepSpec, chunk: Chunk, cells: np.ndarray, mesh, *, loss_obj=None, callback=None) -> dict:
+def run_chunk(spec: SweepSpec, chunk: Chunk, cells: np.ndarray, mesh, *, loss_obj=None, callback=None, quiet=True) -> dict:
     """Train the networks of `cells` (a subset of the chunk's cells) padded to `chunk.size`; returns
     store-layout arrays (n_cells, n_seeds, ...)."""
     import jax
@@ -235,11 +238,11 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, cells: np.ndarray, mesh, *, loss_ob
         pad[..., :N] = ev
         out["spectrum"] = pad.reshape((len(cells), S) + pad.shape[1:])
     if theory_supported(spec):
-        out.update(_theory_own_ic(spec, chunk, model, targets, netp, n_real, len(cells), S))
+        out.update(_theory_own_ic(spec, chunk, model, targets, netp, n_real, len(cells), S, quiet))
     return out
 
 
-def _theory_own_ic(spec, chunk, model, targets, netp, n_real, n_cells, S):
+def _theory_own_ic(spec, chunk, model, targets, netp, n_real, n_cells, S, quiet=True):
     """sigma = 0 networks: the exact 8-ODE from each network's own (u0, v0); NaN elsewhere."""
     import jax
 
@@ -257,7 +260,8 @@ def _theory_own_ic(spec, chunk, model, targets, netp, n_real, n_cells, S):
         sel = _pad(zero, chunk.size)
         sub = jax.tree.map(lambda x: np.asarray(x)[sel], (model, targets))
         ts = spec.log_times()
-        res = th.solve(sub[1], t1=float(ts[-1]), eta=netp["eta"][sel], ts=ts, network=sub[0], rtol=spec.theory.rtol, atol=spec.theory.atol)
+        with _theory_status(quiet, f"sigma = 0 8-ODE from {len(zero)} networks' own initial conditions (chunk {chunk.index})"):
+            res = th.solve(sub[1], t1=float(ts[-1]), eta=netp["eta"][sel], ts=ts, network=sub[0], rtol=spec.theory.rtol, atol=spec.theory.atol)
         k = len(zero)
         ok = np.asarray(res.ok).reshape(-1)[:k]
         good = zero[ok]
@@ -270,32 +274,85 @@ def _theory_own_ic(spec, chunk, model, targets, netp, n_real, n_cells, S):
     return {k: v.reshape((n_cells, S) + v.shape[1:]) for k, v in out.items()}
 
 
-class _Progress:
-    """A text bar over chunks, on the logger: networks/s, ETA, compile time apart from run time."""
+class Progress:
+    """Live progress of a sweep (tqdm, on stderr): network-steps done inside chunks, compile time shown
+    apart, and an ETA from the steady rate only (the first interval of each compiled program, which
+    holds its compile, is left out of the rate). `quiet` silences it."""
 
-    def __init__(self, total_chunks, total_networks, quiet):
-        self.total_chunks, self.total_networks = total_chunks, total_networks
-        self.chunks = self.networks = 0
-        self.run_s = self.compile_s = 0.0
-        self.quiet = quiet
+    def __init__(self, total_networks: int, steps: int, quiet: bool):
+        from tqdm.auto import tqdm
+
+        self.total = total_networks * steps
+        self.steps = steps
+        self.networks = 0
+        self.compile_s = 0.0
+        self.steady_work = 0  # network-steps done outside compile intervals
+        self.steady_s = 0.0
         self.t0 = time.perf_counter()
+        self.bar = tqdm(
+            total=self.total, unit=" net-steps", unit_scale=True, disable=quiet, leave=True, dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]", desc="training",
+        )
 
-    def update(self, group, networks, seconds):
-        self.chunks += 1
-        self.networks += networks
-        self.run_s = time.perf_counter() - self.t0 - self.compile_s
-        elapsed = time.perf_counter() - self.t0
-        nps = self.networks / max(self.run_s, 1e-9)
-        left = self.total_networks - self.networks
-        eta = left / nps if nps > 0 else float("nan")
-        width = 24
-        fill = int(width * self.chunks / max(self.total_chunks, 1))
-        if not self.quiet:
-            log.info(
-                "[%s%s] chunk %d/%d  %d/%d networks  %.1f net/s  elapsed %.1f s (compile ~%.1f s)  ETA %.0f s",
-                "#" * fill, "-" * (width - fill), self.chunks, self.total_chunks, self.networks,
-                self.total_networks, nps, elapsed, self.compile_s, eta,
-            )
+    def chunk_callback(self, n_networks: int, first_of_group: bool):
+        """The `train` callback for one chunk: called with (steps done, steps) between log points."""
+        state = {"last_step": 0, "last_t": time.perf_counter(), "first": first_of_group}
+
+        def cb(done_steps: int, total_steps: int):
+            now = time.perf_counter()
+            work = (done_steps - state["last_step"]) * n_networks
+            dt = now - state["last_t"]
+            if state["first"]:  # this interval compiled the group's program: time it as compile
+                self.compile_s += dt
+                state["first"] = False
+            else:
+                self.steady_work += work
+                self.steady_s += dt
+            state["last_step"], state["last_t"] = done_steps, now
+            self.bar.update(work)
+            self._postfix()
+
+        return cb
+
+    def _postfix(self):
+        left = self.total - self.bar.n
+        eta = left * self.steady_s / self.steady_work if self.steady_work else float("nan")
+        eta_txt = "?" if eta != eta else f"{eta:.0f} s"
+        self.bar.set_postfix_str(f"compile {self.compile_s:.1f} s, ETA {eta_txt}", refresh=True)
+
+    def chunk_done(self, n_networks: int):
+        self.networks += n_networks
+
+    @property
+    def run_s(self) -> float:
+        return time.perf_counter() - self.t0 - self.compile_s
+
+    def close(self):
+        self.bar.close()
+
+
+@contextlib.contextmanager
+def _theory_status(quiet: bool, what: str):
+    """A live one-line status for a theory solve: one compiled call has no inner progress to report, so
+    the line shows what is being solved and the elapsed time, refreshed from a helper thread."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=1, desc=f"theory: {what}", disable=quiet, bar_format="{desc} [{elapsed}]", leave=True)
+    stop = threading.Event()
+
+    def refresh():
+        while not stop.wait(0.5):
+            bar.refresh()
+
+    th = threading.Thread(target=refresh, daemon=True)
+    th.start()
+    try:
+        yield
+        bar.update(1)
+    finally:
+        stop.set()
+        th.join()
+        bar.close()
 
 
 def run_sweep(
@@ -324,7 +381,7 @@ def run_sweep(
     plan: Plan = plan_sweep(spec, chunk_size=chunk_size, n_devices=n_devices)
     if process_index == 0:
         check_store_path(store_path)  # before the theory runs: a bad path costs nothing
-    g = _open_shared_store(spec, store_path, fresh, process_index, process_count)
+    g = _open_shared_store(spec, store_path, fresh, process_index, process_count, quiet)
     done = done_mask(g).reshape(-1)
     mine = [c for c in plan.chunks if c.index % process_count == process_index]
     if done.any():
@@ -351,23 +408,20 @@ def run_sweep(
         len(todo), sum(len(c) for _, c in todo) * S, n_dev, jax.default_backend(), process_index, process_count,
     )
     loss_obj = make_loss(spec)
-    prog = _Progress(len(todo), sum(len(c) for _, c in todo) * S, quiet)
+    prog = Progress(sum(len(c) for _, c in todo) * S, spec.train.steps, quiet)
     diverged = 0
     compiled = set()
-    for chunk, cells in todo:
-        t0 = time.perf_counter()
-        stamps = []
-        cb = None if chunk.group in compiled else (lambda done, total: stamps.append(time.perf_counter()))
-        data = run_chunk(spec, chunk, cells, mesh, loss_obj=loss_obj, callback=cb)
-        if cb is not None and len(stamps) >= 3:
-            # the first log interval includes the compile; the others are steady
-            d = np.diff([t0] + stamps)
-            prog.compile_s += max(0.0, d[0] - float(np.median(d[1:])))
-        compiled.add(chunk.group)
-        present = array_names(g)
-        write_cells(g, spec, cells, {k: v for k, v in data.items() if k in present})
-        diverged += int(np.sum(data["status"] == 1))
-        prog.update(chunk.group, len(cells) * S, time.perf_counter() - t0)
+    try:
+        for chunk, cells in todo:
+            cb = prog.chunk_callback(len(cells) * S, first_of_group=chunk.group not in compiled)
+            data = run_chunk(spec, chunk, cells, mesh, loss_obj=loss_obj, callback=cb, quiet=quiet)
+            compiled.add(chunk.group)
+            present = array_names(g)
+            write_cells(g, spec, cells, {k: v for k, v in data.items() if k in present})
+            diverged += int(np.sum(data["status"] == 1))
+            prog.chunk_done(len(cells) * S)
+    finally:
+        prog.close()
     if diverged:
         log.warning("%d networks diverged (status = diverged in the store)", diverged)
     return RunSummary(
@@ -388,13 +442,13 @@ def check_compute_dtype(spec: SweepSpec) -> None:
         )
 
 
-def _open_shared_store(spec, store_path, fresh, process_index, process_count):
+def _open_shared_store(spec, store_path, fresh, process_index, process_count, quiet=True):
     """Process 0 creates (or reopens) the store; the others wait for that very store (its id is passed
     through jax.distributed's key-value service, so `fresh` never lets them open the old one)."""
     key = f"jaxrnn/store/{spec.config_hash}/{Path(store_path).resolve()}"
     client = _distributed_client() if process_count > 1 else None
     if process_index == 0:
-        g = open_store(store_path, spec, fresh=fresh, create=True, theory_inf=lambda: theory_infinite(spec))
+        g = open_store(store_path, spec, fresh=fresh, create=True, theory_inf=lambda: theory_infinite(spec, quiet))
         if client is not None:
             client.key_value_set(key, store_id(g))
         return g
