@@ -339,7 +339,7 @@ def sampled_loss(
     return per if per_path else jnp.mean(per)
 
 
-def impulse_response_euler(model: LinearRNN, dt: float, n: int) -> Float[Array, " n"]:
+def impulse_response_euler(model: LinearRNN, dt: float, n: int, *, levels: int | None = None) -> Float[Array, " n"]:
     """k_m = s v^T F^m u for m < n, F = I + dt (W - I) (the Euler network's response, no sqrt(dt)).
 
     Baby steps / giant steps, with L = 2^l ~ sqrt(n): the columns F^m u (m < L) by doubling,
@@ -350,7 +350,8 @@ def impulse_response_euler(model: LinearRNN, dt: float, n: int) -> Float[Array, 
     N = model.N
     dtype = model.W.dtype
     F = jnp.eye(N, dtype=dtype) + dt * (model.W - jnp.eye(N, dtype=dtype))
-    levels = max(0, math.ceil(math.log2(max(n, 1)) / 2))
+    if levels is None:
+        levels = max(0, math.ceil(math.log2(max(n, 1)) / 2))
     L = 2**levels
     B, G = model.u[:, None], F
     for _ in range(levels):

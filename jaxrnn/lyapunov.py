@@ -146,8 +146,9 @@ def gramians_adaptive(
     F = (pI - A)^{-1}(pI + A) = 2p R - I with R = (pI - A)^{-1}: one LU, the step's only factorisation.
     The Stein sums P = sum_i F^i G F^iT, G = 2p g g^T (g = R u), start rank one, so the first `factored`
     (default min(4, floor(log2 n) - 1), at least 1) doublings run on factors, Z <- [Z, F^(2^k) Z]
-    (width 2^k: O(n^2 2^k) instead of 4 n^3 per doubling; O's factor uses F^T and h = R^T v), and only
-    F itself is squared (one n^3 product against five for a dense doubling). Dense doublings X <- X + F X F^T,
+    (in a zero-padded n x 2^factored buffer: O(n^2 2^factored) instead of 4 n^3 per doubling; O's factor
+    uses F^T and h = R^T v), and only F itself is squared (one n^3 product against five for a dense
+    doubling). Both phases are `while_loop`s that stop as soon as the tolerance below is met. Dense doublings X <- X + F X F^T,
     F <- F^2 then continue in a `while_loop` while |F^(2^k)|_F^2 > tol^2 (default tol^2 = eps of the dtype)
     and k < `max_doublings`: the truncation error F^(2^K) X F^(2^K)T is then below eps |X|_2. P and O
     share every power of F. `shift` is a number or a traced scalar (e.g. `cayley_shift(A + I)`).
@@ -173,7 +174,6 @@ def gramians_adaptive(
     F = 2 * p * R - eye
     g, h = R @ u, v @ R  # (pI - A)^{-1} u, (pI - A)^{-T} v
     scale = jnp.sqrt(2 * p)
-    Zp, Zo = (scale * g)[:, None], (scale * h)[:, None]
     if poles is None:
         poles = jnp.zeros((0,), dtype)
     rdtype = jnp.result_type(dtype, poles.dtype)
@@ -190,12 +190,27 @@ def gramians_adaptive(
     if factored is None:
         factored = min(4, max(1, int(math.log2(n)) - 1))
     k0 = min(int(factored), int(max_doublings))
-    for _ in range(k0):
-        Zp = jnp.concatenate([Zp, F @ Zp], axis=1)
+    width = 2**k0
+    cols = jnp.arange(width)
+    Zp = jnp.zeros((n, width), dtype).at[:, 0].set(scale * g)
+    Zo = jnp.zeros((n, width), dtype).at[:, 0].set(scale * h)
+
+    def converged(k, F):
+        return (k >= max_doublings) | (jnp.sum(F * F) <= tol2)
+
+    def factored_body(carry):  # columns [0, 2^k) of Z are filled: append F^(2^k) Z as [2^k, 2^(k+1))
+        k, F, Zp, Zo, zx, zy, beta = carry
+        shift = (cols[None, :] == cols[:, None] + jnp.left_shift(1, k)).astype(dtype)  # (width, width)
+        Zp = Zp + (F @ Zp) @ shift
         if observability:
-            Zo = jnp.concatenate([Zo, F.T @ Zo], axis=1)
+            Zo = Zo + (F.T @ Zo) @ shift
         zx, zy, beta = resolvent_factor(F, zx, zy, beta)
-        F = F @ F
+        return k + 1, F @ F, Zp, Zo, zx, zy, beta
+
+    init = (jnp.asarray(0, jnp.int32), F, Zp, Zo, zx, zy, beta)
+    k, F, Zp, Zo, zx, zy, beta = jax.lax.while_loop(
+        lambda c: (c[0] < k0) & ~converged(c[0], c[1]), factored_body, init
+    )
     P = Zp @ Zp.T
     O = Zo @ Zo.T if observability else jnp.zeros((), dtype)
 
@@ -211,8 +226,7 @@ def gramians_adaptive(
         zx, zy, beta = resolvent_factor(F, zx, zy, beta)
         return k + 1, F @ F, P, O, zx, zy, beta
 
-    init = (jnp.asarray(k0, jnp.int32), F, P, O, zx, zy, beta)
-    k, F, P, O, zx, zy, beta = jax.lax.while_loop(cond, body, init)
+    k, F, P, O, zx, zy, beta = jax.lax.while_loop(cond, body, (k, F, P, O, zx, zy, beta))
     out = (P, (O if observability else None), jnp.max(jnp.abs(F)), k)
     if poles.shape[0] == 0:
         return out
