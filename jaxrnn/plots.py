@@ -63,117 +63,185 @@ def _varying(ds):
     return [a for a in GRID[:5] if ds.sizes[a] > 1]
 
 
+# axis labels with units, one place for every figure
+LABELS = {
+    "N": "network size N",
+    "sigma": r"initial scale $\sigma$",
+    "c": "target decay rate c",
+    "w": r"target frequency $\omega$",
+    "eta": r"learning rate $\eta$",
+    "t": "flow time t (network time constants)",
+    "t_learn": r"$t_{\rm learn}$ (flow time)",
+    "lazy": r"$|W(t_{\rm end}) - W_0|_{\rm op} / \sigma$",
+}
+CMAP_T, CMAP_LAZY = "viridis", "cividis"  # perceptually uniform, colour-blind safe
+
+
+def _is_geometric(v) -> bool:
+    v = np.asarray(v, dtype=float)
+    if len(v) < 3 or np.any(v <= 0):
+        return False
+    r = v[1:] / v[:-1]
+    return bool(np.allclose(r, r[0], rtol=1e-3)) and not np.allclose(np.diff(v), np.diff(v)[0], rtol=1e-3)
+
+
+def _edges(v):
+    """Cell edges for a pcolormesh over grid values `v`, halfway between values (in log for a geometric grid)."""
+    v = np.asarray(v, dtype=float)
+    if len(v) == 1:
+        return np.array([v[0] - 0.5, v[0] + 0.5]) if v[0] else np.array([-0.5, 0.5])
+    w = np.log(v) if _is_geometric(v) else v
+    mid = (w[1:] + w[:-1]) / 2
+    e = np.concatenate([[w[0] - (mid[0] - w[0])], mid, [w[-1] + (w[-1] - mid[-1])]])
+    return np.exp(e) if _is_geometric(v) else e
+
+
+def _scale(ax, axis, values):
+    if _is_geometric(values):
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+
+
 def phase_diagram(ds, x, y, out, formats=("png",)):
-    """Heatmaps over (x, y): seed-mean t_learn (with the theory's prediction drawn over it) and
-    |dW|_op / sigma at the end (rich >~ 1, lazy << 1)."""
+    from matplotlib.patches import Rectangle
+
+    """Heatmaps over (x, y) on the grid's own scale (log where geometric): the seed-mean t_learn, with
+    the N -> inf sigma = 0 theory's t_learn beside it where it applies (the sigma = 0 cells), and
+    |W(t_end) - W0|_op / sigma (undefined at sigma = 0, hatched), both with the rich/lazy boundary
+    |dW|_op / sigma = 1 drawn as a contour."""
     plt = _plt()
+    from matplotlib.patches import Rectangle
+
     tl, desc = _fix_others(ds["t_learn"], (x, y))
     tl = tl.mean("seed", skipna=True).transpose(y, x).values
     lazy, _ = _fix_others(ds["dW_op_over_sigma"], (x, y))
     lazy = lazy.mean("seed", skipna=True).transpose(y, x).values
-    xs, ys = ds[x].values, ds[y].values
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, val, title, cmap in ((axes[0], tl, "t_learn (simulation, seed mean)", "viridis"), (axes[1], lazy, "|dW|_op / sigma at t_end", "magma")):
-        im = ax.imshow(val, origin="lower", aspect="auto", cmap=cmap, interpolation="nearest")
-        fig.colorbar(im, ax=ax)
-        ax.set_xticks(range(len(xs)), [f"{v:.3g}" for v in xs], rotation=45)
-        ax.set_yticks(range(len(ys)), [f"{v:.3g}" for v in ys])
-        ax.set_xlabel(x)
-        ax.set_ylabel(y)
+    xs, ys = ds[x].values.astype(float), ds[y].values.astype(float)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
+    panels = (
+        (axes[0], tl, "learning time (simulation, seed mean)", CMAP_T, LABELS["t_learn"]),
+        (axes[1], lazy, "weight change relative to the initial scale", CMAP_LAZY, LABELS["lazy"]),
+    )
+    X, Y = np.meshgrid(xs, ys)
+    for ax, val, title, cmap, clabel in panels:
+        ax.set_facecolor("0.85")
+        masked = np.ma.masked_invalid(val)
+        im = ax.pcolormesh(_edges(xs), _edges(ys), masked, cmap=cmap, shading="flat")
+        fig.colorbar(im, ax=ax, label=clabel)
+        ex, ey = _edges(xs), _edges(ys)
+        for j, i in zip(*np.nonzero(np.isnan(val))):  # undefined / not computed: hatched, never a colour of the scale
+            ax.add_patch(Rectangle((ex[i], ey[j]), ex[i + 1] - ex[i], ey[j + 1] - ey[j], fill=False, hatch="//",
+                                   edgecolor="0.55", lw=0))
+        if ax is axes[1] and "sigma" in (x, y) and 0.0 in ds["sigma"].values:
+            ax.text(0.0 if x == "sigma" else np.sqrt(ex[0] * ex[-1]) if _is_geometric(xs) else (ex[0] + ex[-1]) / 2,
+                    (ey[0] + ey[-1]) / 2 if x == "sigma" else 0.0, r"undefined at $\sigma = 0$",
+                    rotation=90 if x == "sigma" else 0, ha="center", va="center", fontsize=7, color="0.3")
+        _scale(ax, "x", xs)
+        _scale(ax, "y", ys)
+        ax.set_xlabel(LABELS.get(x, x))
+        ax.set_ylabel(LABELS.get(y, y))
         ax.set_title(title, fontsize=10)
-    if "theory_inf_t_learn" in ds:
+        if np.isfinite(lazy).sum() >= 4 and min(lazy.shape) > 1 and np.nanmin(lazy) < 1 < np.nanmax(lazy):
+            cs = ax.contour(X, Y, lazy, levels=[1.0], colors=["w" if ax is axes[0] else "k"], linewidths=1.5)
+            ax.clabel(cs, fmt={1.0: "rich | lazy"}, fontsize=7)
+    if "theory_inf_t_learn" in ds and "sigma" in (x, y) and 0.0 in ds["sigma"].values:
+        # the sigma = 0 theory predicts the sigma = 0 cells only: mark them with the theory's value
+        other = y if x == "sigma" else x
         th = ds["theory_inf_t_learn"]
-        for a in ("c", "w", "eta"):
-            th = th if a in (x, y) else th.isel({a: 0})
-        th = th.broadcast_like(ds["t_learn"].isel({a: 0 for a in GRID if a not in (x, y)}).isel(seed=0)).transpose(y, x).values
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = tl / th
-        if np.isfinite(ratio).sum() >= 4 and min(ratio.shape) > 1:
-            cs = axes[0].contour(ratio, levels=[0.9, 1.1], colors=["w", "w"], linestyles=["--", "-"])
-            axes[0].clabel(cs, fmt={0.9: "sim/th=0.9", 1.1: "sim/th=1.1"}, fontsize=7)
-        for j in range(th.shape[0]):
-            for i in range(th.shape[1]):
-                if x == "sigma" and xs[i] != 0 or y == "sigma" and ys[j] != 0:
-                    continue
-                axes[0].text(i, j, f"th {th[j, i]:.3g}\nsim {tl[j, i]:.3g}", ha="center", va="center", fontsize=6, color="w")
-    fig.suptitle(f"phase diagram {y} x {x}" + (f" ({desc})" if desc else "") + "; theory: N->inf, sigma=0", fontsize=10)
-    return _save(fig, out, f"phase_{y}_{x}", formats, ds)
+        th = th.isel({a: 0 for a in ("c", "w", "eta") if a in th.dims and a != other})
+        vals = th.values if other in th.dims else np.full(len(ds[other]), float(th.values))
+        ov = ds[other].values.astype(float)
+        pts = (np.zeros_like(ov), ov) if x == "sigma" else (ov, np.zeros_like(ov))
+        sc = axes[0].scatter(*pts, c=vals, cmap=CMAP_T, vmin=np.nanmin(tl), vmax=np.nanmax(tl), marker="D", s=40,
+                             edgecolors="w", linewidths=1.2, zorder=3, label=r"theory ($N\to\infty$, $\sigma=0$)")
+        axes[0].legend(handles=[sc], fontsize=7, loc="upper right", framealpha=0.8)
+    fig.suptitle(f"phase diagram over ({x}, {y})" + (f"; {desc}" if desc else ""), fontsize=10)
+    return _save(fig, out, f"phase_{x}_{y}", formats, ds)
 
 
 def learning_time_curves(ds, out, formats=("png",)):
-    """t_learn against each varying axis: seeds as dots, seed mean +- std, theory as a dashed line."""
+    """t_learn against each varying axis: seeds as dots, seed mean with its standard deviation, and the
+    theory only where it applies (the sigma = 0 theory at sigma = 0; along c, w, eta for sigma = 0)."""
     plt = _plt()
     axes_ = _varying(ds)
     if not axes_:
         return []
-    fig, axs = plt.subplots(1, len(axes_), figsize=(4.2 * len(axes_), 3.6), squeeze=False)
+    fig, axs = plt.subplots(1, len(axes_), figsize=(4.4 * len(axes_), 3.8), squeeze=False, constrained_layout=True)
+    has_zero = 0.0 in ds["sigma"].values
     for ax, a in zip(axs[0], axes_):
         tl, desc = _fix_others(ds["t_learn"], (a,))
         vals = tl.transpose(a, "seed").values
-        xs = ds[a].values
+        xs = ds[a].values.astype(float)
         for s in range(vals.shape[1]):
-            ax.plot(xs, vals[:, s], ".", color="0.6", ms=4)
-        ax.errorbar(xs, np.nanmean(vals, 1), yerr=np.nanstd(vals, 1), fmt="o-", color="C0", label="simulation (mean +- std)")
-        if "theory_inf_t_learn" in ds and a in ("c", "w", "eta"):
-            th = ds["theory_inf_t_learn"]
-            th = th.isel({b: 0 for b in ("c", "w", "eta") if b != a}).values
-            ax.plot(xs, th, "k--", label="theory N->inf, sigma=0")
-        elif "theory_inf_t_learn" in ds:
+            ax.plot(xs, vals[:, s], ".", color="0.6", ms=4, zorder=1, label="simulation, each seed" if s == 0 else None)
+        mean, std = np.nanmean(vals, 1), np.nanstd(vals, 1)
+        ax.fill_between(xs, mean - std, mean + std, color="C0", alpha=0.2, lw=0, zorder=2)
+        ax.plot(xs, mean, "o-", color="C0", zorder=3, label="simulation, seed mean $\\pm$ std")
+        if "theory_inf_t_learn" in ds and a in ("c", "w", "eta") and (has_zero and tl["sigma"].item() == 0.0 if "sigma" in tl.coords else has_zero):
+            th = ds["theory_inf_t_learn"].isel({b: 0 for b in ("c", "w", "eta") if b != a}).values
+            ax.plot(xs, th, "--", color="C3", zorder=4, label=r"theory $N\to\infty$, $\sigma=0$")
+        elif "theory_inf_t_learn" in ds and a == "sigma" and has_zero:
             th = float(ds["theory_inf_t_learn"].isel(c=0, w=0, eta=0))
-            ax.axhline(th, color="k", ls="--", label="theory N->inf, sigma=0")
+            ax.plot([0.0], [th], "D", color="C3", ms=7, zorder=4, label=r"theory $N\to\infty$ (at $\sigma=0$ only)")
         if "theory_t_learn" in ds:
             tt, _ = _fix_others(ds["theory_t_learn"], (a,))
             tt = tt.transpose(a, "seed").values
-            ax.plot(xs, np.nanmean(tt, 1), "rx", label="theory, own initial condition")
-        ax.set_xlabel(a)
-        ax.set_ylabel("t_learn")
+            ok = np.isfinite(tt).any(1)
+            if ok.any():
+                ax.plot(xs[ok], np.nanmean(tt[ok], 1), "x", color="C1", ms=8, mew=2, zorder=5, label=r"theory, each network's own $\sigma=0$ start")
+        _scale(ax, "x", xs)
+        ax.set_xlabel(LABELS.get(a, a))
+        ax.set_ylabel(LABELS["t_learn"])
         ax.set_title(desc, fontsize=8)
     axs[0][0].legend(fontsize=7)
     return _save(fig, out, "t_learn_curves", formats, ds)
 
 
 def outlier_trajectories(ds, out, formats=("png",)):
-    """Re(outlier) vs t for each sigma (seed 0), simulation solid, theory dashed."""
+    """Re(outlier) vs t for each sigma (seed 0), simulation solid, theory dashed; the complex plane beside."""
     plt = _plt()
     o, desc = _fix_others(ds["outlier"], ("sigma",))
     o = o.isel(seed=0)
     t = ds["t"].values
-    fig, axs = plt.subplots(1, 2, figsize=(10, 3.8))
-    for k, s in enumerate(ds["sigma"].values):
+    fig, axs = plt.subplots(1, 2, figsize=(10.5, 4), constrained_layout=True)
+    cmap = plt.get_cmap(CMAP_T)
+    sig = ds["sigma"].values
+    for k, s in enumerate(sig):
+        col = cmap(0.9 * k / max(len(sig) - 1, 1))
         vals = o.sel(sigma=s).values
-        axs[0].plot(t, vals.real, color=f"C{k % 10}", label=f"sigma={s:.3g}")
-        axs[1].plot(vals.real, vals.imag, color=f"C{k % 10}")
-    if "theory_outlier" in ds:
+        axs[0].plot(t, vals.real, color=col, label=f"$\\sigma$ = {s:.3g}")
+        axs[1].plot(vals.real, vals.imag, color=col)
+    if "theory_outlier" in ds and 0.0 in sig:
         th, _ = _fix_others(ds["theory_outlier"], ("sigma",))
-        th = th.isel(seed=0)
-        if 0.0 in ds["sigma"].values:
-            v = th.sel(sigma=0.0).values
-            axs[0].plot(t, v.real, "k:", lw=2, label="theory sigma=0 (own IC)")
+        v = th.isel(seed=0).sel(sigma=0.0).values
+        axs[0].plot(t, v.real, ":", color="C1", lw=2, label=r"theory $\sigma=0$, own start")
     if "theory_inf_outlier" in ds:
         v = ds["theory_inf_outlier"].isel(c=0, w=0, eta=0).values
-        axs[0].plot(t, v.real, "k--", label="theory N->inf, sigma=0")
-        axs[1].plot(v.real, v.imag, "k--")
-    axs[0].set_xlabel("t")
-    axs[0].set_ylabel("Re outlier")
-    axs[1].set_xlabel("Re")
-    axs[1].set_ylabel("Im")
-    axs[0].legend(fontsize=6)
-    fig.suptitle("outlier trajectories" + (f" ({desc})" if desc else ""), fontsize=10)
+        axs[0].plot(t, v.real, "--", color="C3", label=r"theory $N\to\infty$, $\sigma=0$")
+        axs[1].plot(v.real, v.imag, "--", color="C3")
+    axs[0].set_xlabel(LABELS["t"])
+    axs[0].set_ylabel(r"Re $\lambda_{\rm out}$")
+    axs[1].set_xlabel(r"Re $\lambda_{\rm out}$")
+    axs[1].set_ylabel(r"Im $\lambda_{\rm out}$")
+    axs[0].legend(fontsize=7)
+    fig.suptitle("outlier eigenvalue of W, seed 0" + (f"; {desc}" if desc else ""), fontsize=10)
     return _save(fig, out, "outlier", formats, ds)
 
 
 def loss_curves(ds, out, formats=("png",)):
+    """L(t) for each sigma (seed 0) on a log scale, with the N -> inf sigma = 0 theory."""
     plt = _plt()
     L, desc = _fix_others(ds["loss"], ("sigma",))
     t = ds["t"].values
-    fig, ax = plt.subplots(figsize=(5, 3.8))
-    for k, s in enumerate(ds["sigma"].values):
-        ax.semilogy(t, L.sel(sigma=s).isel(seed=0).values, color=f"C{k % 10}", label=f"sigma={s:.3g}")
+    fig, ax = plt.subplots(figsize=(5.2, 3.9), constrained_layout=True)
+    cmap = plt.get_cmap(CMAP_T)
+    sig = ds["sigma"].values
+    for k, s in enumerate(sig):
+        ax.semilogy(t, L.sel(sigma=s).isel(seed=0).values, color=cmap(0.9 * k / max(len(sig) - 1, 1)), label=f"$\\sigma$ = {s:.3g}")
     if "theory_inf_loss" in ds:
-        ax.semilogy(t, ds["theory_inf_loss"].isel(c=0, w=0, eta=0).values, "k--", label="theory N->inf, sigma=0")
-    ax.set_xlabel("t")
-    ax.set_ylabel("loss")
-    ax.legend(fontsize=6)
+        ax.semilogy(t, ds["theory_inf_loss"].isel(c=0, w=0, eta=0).values, "--", color="C3", label=r"theory $N\to\infty$, $\sigma=0$")
+    ax.set_xlabel(LABELS["t"])
+    ax.set_ylabel("population loss L(t)")
+    ax.legend(fontsize=7)
     ax.set_title(desc, fontsize=8)
     return _save(fig, out, "loss", formats, ds)
 
@@ -185,18 +253,25 @@ def spectra(ds, out, formats=("png",)):
     plt = _plt()
     sp, desc = _fix_others(ds["spectrum"], ("sigma",))
     ts = ds["t_spectrum"].values
-    fig, axs = plt.subplots(1, len(ts), figsize=(3.6 * len(ts), 3.5), squeeze=False)
+    fig, axs = plt.subplots(1, len(ts), figsize=(3.8 * len(ts), 3.9), squeeze=False, constrained_layout=True)
     theta = np.linspace(0, 2 * np.pi, 200)
+    cmap = plt.get_cmap(CMAP_T)
+    sig = ds["sigma"].values
     for ax, k in zip(axs[0], range(len(ts))):
-        for j, s in enumerate(ds["sigma"].values):
+        for j, s in enumerate(sig):
+            col = cmap(0.9 * j / max(len(sig) - 1, 1))
             ev = sp.sel(sigma=s).isel(seed=0, t_spectrum=k).values
-            ax.plot(ev.real, ev.imag, ".", color=f"C{j % 10}", ms=3)
+            ax.plot(ev.real, ev.imag, ".", color=col, ms=3, label=f"$\\sigma$ = {s:.3g}")
             if s > 0:
-                ax.plot(s * np.cos(theta), s * np.sin(theta), color=f"C{j % 10}", lw=0.5)
-        ax.axvline(1.0, color="k", lw=0.5)
+                ax.plot(s * np.cos(theta), s * np.sin(theta), color=col, lw=0.6)
+        ax.axvline(1.0, color="k", lw=0.6, ls=":")
         ax.set_title(f"t = {ts[k]:.3g}", fontsize=9)
+        ax.set_xlabel(r"Re $\lambda$")
+        ax.set_ylabel(r"Im $\lambda$")
         ax.set_aspect("equal")
-    fig.suptitle("spectra of W (circles: bulk edge sigma)" + (f" ({desc})" if desc else ""), fontsize=10)
+    axs[0][-1].legend(fontsize=7, loc="lower left", markerscale=2)
+    fig.suptitle(r"spectra of W, seed 0 (circles: bulk edge $\sigma$; dotted: Re $\lambda$ = 1, the stability edge)"
+                 + (f"; {desc}" if desc else ""), fontsize=10)
     return _save(fig, out, "spectra", formats, ds)
 
 

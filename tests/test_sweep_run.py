@@ -117,7 +117,7 @@ def test_cli_run_writes_store_and_figure_and_rerun_does_nothing(tmp_path):
     )
     assert main(["run", str(cfg), "--out", str(tmp_path / "res"), "--quiet"]) == 0
     assert (tmp_path / "res" / "tiny.zarr").exists()
-    assert (tmp_path / "res" / "tiny" / "phase_c_sigma.png").exists()
+    assert (tmp_path / "res" / "tiny" / "phase_sigma_c.png").exists()
     xr.open_zarr(tmp_path / "res" / "tiny.zarr")
 
 

@@ -41,7 +41,7 @@ OPTIMIZERS = ("flow", "gd", "adam", "sgd_momentum", "rmsprop")
 LOSSES = ("exact", "finite_horizon", "discrete", "sampled")
 THEORIES = ("none", "auto", "sigma0")
 PLOT_KINDS = ("phase", "curves", "outlier", "spectra", "loss")
-PLOT_FORMATS = ("png", "pdf")
+PLOT_FORMATS = ("png", "pdf", "svg")
 RK4_LIMIT, EULER_LIMIT = 2.78, 2.0  # |eta h lambda_max| stability limits of the explicit steps
 MAX_N = 8192
 
