@@ -1,4 +1,4 @@
-"""`jaxrnn run | explain | theory | compare | plot | info` (docs/sweep.md).
+"""`jaxrnn run | explain | theory | compare | plot | export | info` (docs/sweep.md).
 
 Exit codes: 0 success; 2 bad config, bad arguments, or a store path that is not ours to write (one
 line each on stderr, before any compute, no traceback); 130 interrupted (with how to resume); 1 an
@@ -265,6 +265,23 @@ def _cmd_info(args):
     return 0
 
 
+def _cmd_export(args):
+    from .sweep._store import netcdf_safe, open_dataset
+
+    _open_existing_store(args.store)
+    out = Path(args.netcdf)
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"{out} exists: pass --overwrite to replace it, or choose another path")
+    if out.exists() and out.is_dir():
+        raise UsageError(f"{out} is a folder, not a file path")
+    if not out.parent.exists():
+        raise UsageError(f"folder {out.parent} does not exist")
+    ds = netcdf_safe(open_dataset(args.store, squeeze=args.squeeze).load())
+    ds.to_netcdf(out)
+    print(f"wrote {out} ({len(ds.data_vars)} variables; complex ones as NAME_real, NAME_imag)")
+    return 0
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -312,6 +329,12 @@ def _parser():
     pl.add_argument("--formats", help="comma list of png,pdf")
     pl.add_argument("--phase", action="append", help="axis pair x,y for a phase diagram (repeatable)")
     pl.set_defaults(func=_cmd_plot)
+    e = sub.add_parser("export", help="write a store as a NetCDF file", description="write a store as a NetCDF file (complex variables split into NAME_real and NAME_imag)")
+    e.add_argument("store", help="a jaxrnn results store (.zarr folder)")
+    e.add_argument("netcdf", help="output file, e.g. results/quickstart.nc")
+    e.add_argument("--squeeze", action="store_true", help="drop grid axes of size 1 (kept as scalar coordinates)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    e.set_defaults(func=_cmd_export)
     i = sub.add_parser("info", help="versions and devices, or a store's provenance and progress")
     i.add_argument("store", nargs="?", help="a jaxrnn results store (.zarr folder); without it: versions and devices")
     i.add_argument("--verify", action="store_true", help="recompute every done cell's checksum and report missing or corrupt data")

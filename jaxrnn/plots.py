@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .variables import GRID_AXES
+
 __all__ = ["plot_store", "phase_diagram", "learning_time_curves", "outlier_trajectories", "spectra", "loss_curves", "compare_table"]
 
 log = logging.getLogger(__name__)
-GRID = ("N", "sigma", "c", "w", "eta", "optimizer")
+GRID = GRID_AXES
 
 
 def _plt():

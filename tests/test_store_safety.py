@@ -133,3 +133,21 @@ def test_interrupted_creation_is_recreated(tmp_path):
     (path / "loss").mkdir()  # creation died before `ready`: nothing computed yet, ours to redo
     s = run_sweep(SPEC, path, chunk_size=64, n_devices=1, quiet=True)
     assert s.chunks_run == 1 and open_dataset(path)["done"].values.all()
+
+
+def test_cf_attributes_and_netcdf_round_trip(tmp_path, finished):
+    import xarray as xr
+
+    from jaxrnn.cli import main
+
+    ds = open_dataset(finished)
+    for name in list(ds.coords) + list(ds.data_vars):
+        assert "long_name" in ds[name].attrs and "units" in ds[name].attrs, name
+    assert main(["export", str(finished), str(tmp_path / "s.nc"), "--squeeze"]) == 0
+    nc = xr.open_dataset(tmp_path / "s.nc").load()
+    sq = open_dataset(finished, squeeze=True).load()
+    assert "N" not in nc.dims and float(nc["N"]) == 4  # size-1 axes squeezed to scalar coordinates
+    np.testing.assert_array_equal(nc["outlier_real"].values + 1j * nc["outlier_imag"].values, sq["outlier"].values)
+    for k in ("loss", "t_learn", "dW_op", "status"):
+        np.testing.assert_array_equal(nc[k].values, sq[k].values, err_msg=k)
+    assert main(["export", str(finished), str(tmp_path / "s.nc")]) == 2  # no silent overwrite

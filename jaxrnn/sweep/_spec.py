@@ -35,8 +35,10 @@ __all__ = [
     "parse_override",
 ]
 
+from ..variables import GRID_AXES
+
 # grid axes in store order (seed is the last grid-like dimension, then log time)
-AXES = ("N", "sigma", "c", "w", "eta", "optimizer")
+AXES = GRID_AXES
 OPTIMIZERS = ("flow", "gd", "adam", "sgd_momentum", "rmsprop")
 LOSSES = ("exact", "finite_horizon", "discrete", "sampled")
 THEORIES = ("none", "auto", "sigma0")

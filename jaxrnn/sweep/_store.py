@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..status import STATUS_NOT_RUN, flag_attrs
+from ..status import STATUS_NOT_RUN
+from ..variables import COORDINATES, NETWORK_VARIABLES, THEORY_INF_VARIABLES
 from ._spec import AXES, SweepSpec
 
 __all__ = [
@@ -46,6 +47,8 @@ __all__ = [
     "remove_store",
     "check_store_path",
     "verify_cells",
+    "open_dataset",
+    "netcdf_safe",
     "provenance",
     "NET_VARS",
     "STATUS_NOT_RUN",
@@ -55,30 +58,9 @@ log = logging.getLogger(__name__)
 
 NET = AXES + ("seed",)
 
-# name -> (extra dims after the network dims, kind, attrs)
-NET_VARS = {
-    "loss": (("t",), "real", dict(long_name="population loss L(t)")),
-    "outlier": (("t",), "complex", dict(long_name="outlier eigenvalue of W (largest real part)")),
-    "dW_op": (("t",), "real", dict(long_name="|W(t) - W0|_op")),
-    "charge_drift": (("t",), "real", dict(long_name="relative drift of the conserved charge C")),
-    "uv": (("t",), "real", dict(long_name="u.v / N")),
-    "t_learn": ((), "real", dict(long_name="first time L < 1e-2 L(0) (log-interpolated)")),
-    "t_learn_eigenvalue": ((), "real", dict(long_name="first time the outlier is within 1% of 1 - s*")),
-    "steps_to_learn": ((), "real", dict(long_name="t_learn in optimiser steps")),
-    "dW_op_over_sigma": ((), "real", dict(long_name="|W(t_end) - W0|_op / sigma (rich >~ 1, lazy << 1)")),
-    "status": ((), "status", dict(long_name="network status", **flag_attrs())),
-    "diverged_step": ((), "int", dict(long_name="step at which the network was frozen (-1: never)")),
-    "spectrum": (("t_spectrum", "eig"), "complex", dict(long_name="eigenvalues of W at t_spectrum (NaN-padded to max N)")),
-    "theory_loss": (("t",), "real", dict(long_name="sigma=0 theory from this network's initial condition", source="theory")),
-    "theory_outlier": (("t",), "complex", dict(long_name="sigma=0 theory outlier, this network's initial condition", source="theory")),
-    "theory_t_learn": ((), "real", dict(long_name="sigma=0 theory t_learn, this network's initial condition", source="theory")),
-    "theory_ok": ((), "int8", dict(long_name="sigma=0 theory solve succeeded", flag_values=[-1, 0, 1], flag_meanings="not_applicable failed ok")),
-}
-INF_VARS = {
-    "theory_inf_loss": (("t",), "real", dict(long_name="N -> inf sigma = 0 theory: loss", source="theory")),
-    "theory_inf_outlier": (("t",), "complex", dict(long_name="N -> inf sigma = 0 theory: outlier", source="theory")),
-    "theory_inf_t_learn": ((), "real", dict(long_name="N -> inf sigma = 0 theory: t_learn", source="theory")),
-}
+# name -> (extra dims after the network dims, kind, attrs); defined once in jaxrnn/variables.py
+NET_VARS = {k: (v.dims, v.kind, v.attrs) for k, v in NETWORK_VARIABLES.items()}
+INF_VARS = {k: (v.dims, v.kind, v.attrs) for k, v in THEORY_INF_VARIABLES.items()}
 INF_DIMS = ("c", "w", "eta")
 
 
@@ -251,14 +233,14 @@ def create_store(path, spec: SweepSpec, theory_inf: dict | None = None):
     coords["t"] = t
     coords["t_spectrum"] = t[si] if len(si) else np.zeros(0)
     coords["eig"] = np.arange(sizes["eig"])
-    units = {"t": "flow time (unit: the network's time constant)" if spec.is_flow else "optimiser steps"}
     for name, val in coords.items():
-        a = _create_array(g, name, val.shape, max(1, val.shape[0]), val.dtype, 0, (name,), {"units": units[name]} if name in units else None)
+        a = _create_array(g, name, val.shape, max(1, val.shape[0]), val.dtype, 0, (name,), COORDINATES[name].attrs)
         if val.size:
             a[:] = val
     o = g.create_array("optimizer", shape=(sizes["optimizer"],), chunks=(sizes["optimizer"],), dtype=str, dimension_names=["optimizer"])
+    o.attrs.update(COORDINATES["optimizer"].attrs)
     o[:] = np.array(grid.optimizer, dtype=object)
-    st = _create_array(g, "step", (len(t),), (len(t),), "int64", 0, ("t",))
+    st = _create_array(g, "step", (len(t),), (len(t),), "int64", 0, ("t",), COORDINATES["step"].attrs)
     st[:] = spec.log_steps()
     # per-network variables, one zarr chunk per cell
     for name, (extra, kind, attrs) in NET_VARS.items():
@@ -272,8 +254,9 @@ def create_store(path, spec: SweepSpec, theory_inf: dict | None = None):
         dtype, fill = {"real": (real, np.nan), "complex": (cplx, complex(np.nan, np.nan)), "status": ("int8", STATUS_NOT_RUN), "int": ("int64", -1), "int8": ("int8", -1)}[kind]
         _create_array(g, name, shape, chunks, dtype, fill, dims, {**attrs, "coordinates": "step"} if "t" in extra else attrs)
     _create_array(g, "cell_checksum", tuple(sizes[a] for a in AXES), (1,) * len(AXES), "uint64", 0, AXES,
-                  dict(long_name="hash of the cell's stored per-network variables (integrity check)"))
-    _create_array(g, "done", tuple(sizes[a] for a in AXES), (1,) * len(AXES), "bool", False, AXES, dict(long_name="cell finished and written"))
+                  dict(long_name="hash of the cell's stored per-network variables (integrity check)", units="1"))
+    _create_array(g, "done", tuple(sizes[a] for a in AXES), (1,) * len(AXES), "bool", False, AXES,
+                  dict(long_name="cell finished and written", units="1"))
     if theory_inf:
         for name, (extra, kind, attrs) in INF_VARS.items():
             val = np.asarray(theory_inf[name])
@@ -433,10 +416,33 @@ def verify_cells(g, spec: SweepSpec, cells=None) -> np.ndarray:
     return np.asarray(bad, dtype=np.int64)
 
 
-def open_dataset(path):
-    """The store as an xarray Dataset (lazy)."""
+def open_dataset(path, *, squeeze: bool = False):
+    """The store as an xarray Dataset (lazy). `squeeze=True` drops the grid axes of size 1 (their
+    value stays as a scalar coordinate), e.g. a (sigma, c) sweep at one N, w, eta and optimizer."""
     import xarray as xr
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return xr.open_zarr(str(path))
+        ds = xr.open_zarr(str(path))
+    if squeeze:
+        ds = ds.squeeze([a for a in AXES if a in ds.dims and ds.sizes[a] == 1])
+    return ds
+
+
+def netcdf_safe(ds):
+    """The dataset with every complex variable split into `NAME_real` and `NAME_imag` (NetCDF has no
+    complex type), `done` as int8 and the store-internal `cell_checksum` left out, attributes kept; `ds.pipe(netcdf_safe).to_netcdf(path)` writes a portable file."""
+    out = ds.drop_vars([v for v in ("cell_checksum",) if v in ds])  # the store's own integrity data
+    if "done" in out:
+        out["done"] = out["done"].astype("int8")  # NetCDF-3 has no bool
+    for name in list(out.data_vars):
+        da = ds[name]
+        if np.issubdtype(da.dtype, np.complexfloating):
+            for part, fn in (("real", np.real), ("imag", np.imag)):
+                v = da.copy(data=fn(da.values))
+                v.attrs = {**da.attrs, "long_name": f"{part} part of: {da.attrs.get('long_name', name)}"}
+                out[f"{name}_{part}"] = v
+            out = out.drop_vars(name)
+    for name in out.variables:  # zarr's own encodings do not apply to NetCDF
+        out[name].encoding = {}
+    return out
