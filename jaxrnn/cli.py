@@ -155,21 +155,41 @@ def _interrupted_line(store, argv):
 
 
 def _cmd_theory(args):
-    from .sweep import theory_infinite
+    from .sweep._theory_store import run_theory_sweep, theory_spec
 
     spec = _load(args)
-    th = theory_infinite(spec)
-    if th is None:
-        print("no theory for this config (needs loss = exact, optimizer = flow, mean_field scaling, and jaxrnn.theory)")
-        return 0
-    g = spec.grid
-    print("N -> inf, sigma = 0 theory: t_learn (first time L < 1e-2 L(0))")
-    print(f"{'c':>8} {'w':>8} {'eta':>8} {'t_learn':>10} {'outlier(t_end)':>22}")
-    for i, c in enumerate(g.c):
-        for j, w in enumerate(g.w):
-            for k, e in enumerate(g.eta):
-                o = th["theory_inf_outlier"][i, j, k, -1]
-                print(f"{c:8.4g} {w:8.4g} {e:8.4g} {th['theory_inf_t_learn'][i, j, k]:10.5g} {o.real:10.5f}{o.imag:+10.5f}j")
+    tspec = theory_spec(spec)
+    store, figs = tspec.paths(args.out)
+    from .sweep._store import check_store_path
+
+    check_store_path(store)
+    if not args.no_plot:
+        _check_figure_folder(figs)
+    try:
+        summary = run_theory_sweep(spec, store, fresh=args.fresh, quiet=args.quiet)
+    except KeyboardInterrupt:
+        print(_interrupted_line(store, " ".join(sys.argv[1:]) or "jaxrnn theory ..."), file=sys.stderr)
+        return 130
+    from .sweep import open_dataset
+
+    ds = open_dataset(store).load()
+    print("N -> inf theory: t_learn (first time L < 1e-2 L(0)) and the outlier at t_end")
+    print(f"{'sigma':>8} {'c':>8} {'w':>8} {'eta':>8} {'t_learn':>10} {'outlier(t_end)':>22}")
+    for s_ in ds["sigma"].values:
+        for c in ds["c"].values:
+            for w in ds["w"].values:
+                for e in ds["eta"].values:
+                    cell = ds.sel(sigma=s_, c=c, w=w, eta=e).isel(N=0, optimizer=0, seed=0)
+                    o = complex(cell["outlier"].values[-1])
+                    print(f"{s_:8.4g} {c:8.4g} {w:8.4g} {e:8.4g} {float(cell['t_learn']):10.5g} {o.real:10.5f}{o.imag:+10.5f}j")
+    print(f"theory store: {store} ({summary['solved']} cells solved, {summary['failed']} failed, {summary['wall_s']:.1f} s)")
+    if not args.no_plot:
+        from .plots import plot_store
+
+        phase = spec.output.phase or ()
+        files = plot_store(store, figs, kinds=("phase", "curves"), formats=spec.output.formats, phase=phase)
+        if files:
+            print(f"figures: {figs} ({len(files)} files)")
     return 0
 
 
@@ -315,9 +335,13 @@ def _parser():
     r.add_argument("--process-id", type=int, default=0, help="this process's index in [0, --num-processes) (with --coordinator)")
     r.set_defaults(func=_cmd_run)
     config_cmd("explain", "print grid size, groups, compiles, memory and time estimates without running").set_defaults(func=_cmd_explain)
-    config_cmd("theory", "print the N -> inf sigma = 0 theory's learning times for a config's (c, w, eta)", output=False).set_defaults(
-        func=_cmd_theory
-    )
+    th = config_cmd("theory", "the N -> inf theory over a config's (sigma, c, w, eta) grid: a store with the simulation's "
+                    "layout (NAME-theory.zarr), a table and phase diagrams", output=False)
+    th.add_argument("--out", help="output folder: the store is OUT/NAME-theory.zarr, figures OUT/NAME-theory/")
+    th.add_argument("--fresh", action="store_true", help="discard an existing theory store at the path and start afresh")
+    th.add_argument("--quiet", action="store_true", help="no progress output")
+    th.add_argument("--no-plot", action="store_true", help="do not draw figures")
+    th.set_defaults(func=_cmd_theory)
     c = sub.add_parser("compare", help="theory vs simulation table for a store", description="theory vs simulation table for a store")
     c.add_argument("store", help="a jaxrnn results store (.zarr folder)")
     c.add_argument("--per-seed", type=int, default=8, help="list the per-network errors of the first N seeds of each cell (0: none)")

@@ -115,14 +115,21 @@ def phase_diagram(ds, x, y, out, formats=("png",)):
 
     tl, desc = _fix_others(ds["t_learn"], (x, y))
     tl = tl.mean("seed", skipna=True).transpose(y, x).values
-    lazy, _ = _fix_others(ds["dW_op_over_sigma"], (x, y))
-    lazy = lazy.mean("seed", skipna=True).transpose(y, x).values
     xs, ys = ds[x].values.astype(float), ds[y].values.astype(float)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
-    panels = (
-        (axes[0], tl, "learning time (simulation, seed mean)", CMAP_T, LABELS["t_learn"]),
-        (axes[1], lazy, "weight change relative to the initial scale", CMAP_LAZY, LABELS["lazy"]),
-    )
+    theory_only = "dW_op_over_sigma" not in ds  # a `jaxrnn theory` store
+    if theory_only:
+        lazy = np.full_like(tl, np.nan)
+        fig, ax0 = plt.subplots(1, 1, figsize=(6, 4.4), constrained_layout=True)
+        axes = [ax0]
+        panels = ((ax0, tl, r"learning time, $N\to\infty$ theory", CMAP_T, LABELS["t_learn"]),)
+    else:
+        lazy, _ = _fix_others(ds["dW_op_over_sigma"], (x, y))
+        lazy = lazy.mean("seed", skipna=True).transpose(y, x).values
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
+        panels = (
+            (axes[0], tl, "learning time (simulation, seed mean)", CMAP_T, LABELS["t_learn"]),
+            (axes[1], lazy, "weight change relative to the initial scale", CMAP_LAZY, LABELS["lazy"]),
+        )
     X, Y = np.meshgrid(xs, ys)
     for ax, val, title, cmap, clabel in panels:
         ax.set_facecolor("0.85")
@@ -133,7 +140,7 @@ def phase_diagram(ds, x, y, out, formats=("png",)):
         for j, i in zip(*np.nonzero(np.isnan(val))):  # undefined / not computed: hatched, never a colour of the scale
             ax.add_patch(Rectangle((ex[i], ey[j]), ex[i + 1] - ex[i], ey[j + 1] - ey[j], fill=False, hatch="//",
                                    edgecolor="0.55", lw=0))
-        if ax is axes[1] and "sigma" in (x, y) and 0.0 in ds["sigma"].values:
+        if len(axes) > 1 and ax is axes[1] and "sigma" in (x, y) and 0.0 in ds["sigma"].values:
             ax.text(0.0 if x == "sigma" else np.sqrt(ex[0] * ex[-1]) if _is_geometric(xs) else (ex[0] + ex[-1]) / 2,
                     (ey[0] + ey[-1]) / 2 if x == "sigma" else 0.0, r"undefined at $\sigma = 0$",
                     rotation=90 if x == "sigma" else 0, ha="center", va="center", fontsize=7, color="0.3")
@@ -145,7 +152,8 @@ def phase_diagram(ds, x, y, out, formats=("png",)):
         if np.isfinite(lazy).sum() >= 4 and min(lazy.shape) > 1 and np.nanmin(lazy) < 1 < np.nanmax(lazy):
             cs = ax.contour(X, Y, lazy, levels=[1.0], colors=["w" if ax is axes[0] else "k"], linewidths=1.5)
             ax.clabel(cs, fmt={1.0: "rich | lazy"}, fontsize=7)
-    if "theory_inf_t_learn" in ds and "sigma" in (x, y) and 0.0 in ds["sigma"].values:
+        _bulk_edge_line(ds, ax, x, y, xs, ys)
+    if not theory_only and "theory_inf_t_learn" in ds and "sigma" in (x, y) and 0.0 in ds["sigma"].values:
         # the sigma = 0 theory predicts the sigma = 0 cells only: mark them with the theory's value
         other = y if x == "sigma" else x
         th = ds["theory_inf_t_learn"]
@@ -158,6 +166,26 @@ def phase_diagram(ds, x, y, out, formats=("png",)):
         axes[0].legend(handles=[sc], fontsize=7, loc="upper right", framealpha=0.8)
     fig.suptitle(f"phase diagram over ({x}, {y})" + (f"; {desc}" if desc else ""), fontsize=10)
     return _save(fig, out, f"phase_{x}_{y}", formats, ds)
+
+
+def _bulk_edge_line(ds, ax, x, y, xs, ys):
+    """The analytic rich/lazy boundary in a plane with sigma: the initial bulk (a disk of radius sigma)
+    reaches the target eigenvalue 1 - c + i w, sigma* = |1 - c + i w| (docs/concepts.md §7). Beyond it no
+    outlier has to leave the bulk: learning is lazy."""
+    other = y if x == "sigma" else x if y == "sigma" else None
+    if other not in ("c", "w"):
+        return
+    fixed = {a: float(ds[a].values[0]) for a in ("c", "w")}
+    ov = np.linspace(ds[other].values.min(), ds[other].values.max(), 200)
+    c = ov if other == "c" else fixed["c"]
+    w = ov if other == "w" else fixed["w"]
+    sig = np.abs(1 - c + 1j * w)
+    keep = (sig >= min(ds["sigma"].values)) & (sig <= max(ds["sigma"].values))
+    if keep.sum() < 2:
+        return
+    pts = (sig[keep], ov[keep]) if x == "sigma" else (ov[keep], sig[keep])
+    ax.plot(*pts, color="C3", ls="--", lw=1.5, label=r"bulk edge meets target: $\sigma = |1 - c + i\omega|$")
+    ax.legend(fontsize=7, loc="lower left", framealpha=0.8)
 
 
 def learning_time_curves(ds, out, formats=("png",)):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import sys
 import threading
 import time
 from pathlib import Path
@@ -288,9 +289,11 @@ class Progress:
         self.compile_s = 0.0
         self.steady_work = 0  # network-steps done outside compile intervals
         self.steady_s = 0.0
+        self._compile_work = 0
         self.t0 = time.perf_counter()
+        self.quiet = quiet
         self.bar = tqdm(
-            total=self.total, unit=" net-steps", unit_scale=True, disable=quiet, leave=True, dynamic_ncols=True,
+            total=self.total, unit=" net-steps", unit_scale=True, disable=quiet or not _live(), leave=True, dynamic_ncols=True,
             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]", desc="training",
         )
 
@@ -304,6 +307,7 @@ class Progress:
             dt = now - state["last_t"]
             if state["first"]:  # this interval compiled the group's program: time it as compile
                 self.compile_s += dt
+                self._compile_work += work
                 state["first"] = False
             else:
                 self.steady_work += work
@@ -322,6 +326,11 @@ class Progress:
 
     def chunk_done(self, n_networks: int):
         self.networks += n_networks
+        if self.bar.disable and not self.quiet:  # not a terminal: one log line per chunk
+            left = self.total - self.steady_work - self._compile_work
+            eta = left * self.steady_s / self.steady_work if self.steady_work else float("nan")
+            log.info("%d networks done, elapsed %.1f s (compile %.1f s), ETA %.0f s", self.networks,
+                     time.perf_counter() - self.t0, self.compile_s, eta)
 
     @property
     def run_s(self) -> float:
@@ -331,13 +340,27 @@ class Progress:
         self.bar.close()
 
 
+def _live() -> bool:
+    """Live bars only on a terminal; in a log file (CI, nohup) they would be a flood of carriage returns."""
+    return sys.stderr.isatty()
+
+
 @contextlib.contextmanager
 def _theory_status(quiet: bool, what: str):
     """A live one-line status for a theory solve: one compiled call has no inner progress to report, so
-    the line shows what is being solved and the elapsed time, refreshed from a helper thread."""
+    the line shows what is being solved and the elapsed time, refreshed from a helper thread (on a
+    terminal; elsewhere one log line when it starts and one when it ends)."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=1, desc=f"theory: {what}", disable=quiet, bar_format="{desc} [{elapsed}]", leave=True)
+    t0 = time.perf_counter()
+    if quiet or not _live():
+        if not quiet:
+            log.info("theory: %s ...", what)
+        yield
+        if not quiet:
+            log.info("theory: %s done in %.1f s", what, time.perf_counter() - t0)
+        return
+    bar = tqdm(total=1, desc=f"theory: {what}", bar_format="{desc} [{elapsed}]", leave=True)
     stop = threading.Event()
 
     def refresh():

@@ -137,6 +137,7 @@ class TheorySpec:
     overlay: str = "auto"
     rtol: float = 1e-8
     atol: float = 1e-10
+    depth: int = 2  # Fock-space depth of the N -> inf theory at sigma > 0 (`jaxrnn theory`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -428,6 +429,7 @@ def spec_from_dict(raw: dict, *, source: str = "") -> SweepSpec:
         overlay=_scalar("theory", "overlay", secs["theory"], "auto", issues, _one_of(THEORIES)),
         rtol=_scalar("theory", "rtol", secs["theory"], 1e-8, issues, _num_in(0, 1e-2)),
         atol=_scalar("theory", "atol", secs["theory"], 1e-10, issues, _num_in(0, 1e-2)),
+        depth=_scalar("theory", "depth", secs["theory"], 2, issues, _int_in(0, 4)),
     )
     rs = secs["run"]
     run = RunSpec(

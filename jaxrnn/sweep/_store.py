@@ -204,7 +204,7 @@ def _entries(spec: SweepSpec) -> list[str]:
     return sorted(set(AXES) | {"seed", "t", "t_spectrum", "eig", "step", "done", "cell_checksum"} | set(NET_VARS) | set(INF_VARS))
 
 
-def create_store(path, spec: SweepSpec, theory_inf: dict | None = None):
+def create_store(path, spec: SweepSpec, theory_inf: dict | None = None, variables=None):
     """Create an empty store with coordinates, fill values and provenance; `ready` is set last.
 
     `path` must not exist, or be an empty folder, or be a jaxrnn store (which is removed first)."""
@@ -224,7 +224,7 @@ def create_store(path, spec: SweepSpec, theory_inf: dict | None = None):
     grid = spec.grid
     t = spec.log_times()
     si = spec.spectra_indices()
-    sizes = {a: len(grid.axis(a)) for a in AXES} | {"seed": len(grid.seed), "t": len(t), "t_spectrum": len(si), "eig": max(grid.N)}
+    sizes = {a: len(grid.axis(a)) for a in AXES} | {"seed": len(grid.seed), "t": len(t), "t_spectrum": len(si), "eig": int(max(grid.N)) if len(si) else 0}
     real = spec.train.dtype
     cplx = _complex_dtype(spec)
     # coordinates
@@ -244,6 +244,8 @@ def create_store(path, spec: SweepSpec, theory_inf: dict | None = None):
     st[:] = spec.log_steps()
     # per-network variables, one zarr chunk per cell
     for name, (extra, kind, attrs) in NET_VARS.items():
+        if variables is not None and name not in variables:
+            continue
         if name.startswith("theory_") and not spec.has_theory:
             continue
         if name == "spectrum" and not len(si):
@@ -288,7 +290,7 @@ def _read_attrs(path) -> dict:
 
 def open_store(
     path, spec: SweepSpec, *, fresh: bool = False, create: bool = True, theory_inf=None, wait_s: float = 600.0,
-    store_id: str | None = None,
+    store_id: str | None = None, variables=None,
 ):
     """Open the store for `spec`, creating it (process 0) or waiting for it (other processes).
 
@@ -322,7 +324,7 @@ def open_store(
                 )
             else:
                 return _open_group(path, "r+")
-        return create_store(path, spec, theory_inf() if theory_inf else None)
+        return create_store(path, spec, theory_inf() if theory_inf else None, variables)
     deadline = time.time() + wait_s
     while True:  # another process creates it
         m = read_marker(path)
