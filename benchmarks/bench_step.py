@@ -9,8 +9,9 @@ with sigma = 0.1, float32, plain gradient descent with eta = 0.02 (u, v at eta N
   `sampled_loss_fft` (impulse response + FFT convolution), same noise.
 Each contender is one jitted population step with the parameters donated, timed round-robin (best of
 `--reps`, `--n` steps each), after checking that the fast step's loss and gradient equal the reference's
-on the same state. `--state learned` gives each network the learned outlier 1 - c along q = u/|u|
-(W <- W0 - W0 q q^T + (1 - c) q q^T), the regime where the Lyapunov solve needs the most doublings. Also measures the one-core float32
+on the same state. `--state learned` starts at a trained network: the outlier 1 - c along q = u/|u|
+(W <- W0 - W0 q q^T + (1 - c) q q^T) and v.u = N, so k = k* (a fixed point of gradient descent): the
+regime where the Lyapunov solve needs the most doublings. Also measures the one-core float32
 matmul peak (2048^2) and the fast exact step's achieved FLOP/s (analytic count, K from the run).
 
     OPENBLAS_NUM_THREADS=1 taskset -c 0 python benchmarks/bench_step.py --mode exact --N 64 --M 512
@@ -39,9 +40,10 @@ def init(N, M, state, seed=0):
     W = rng.standard_normal((M, N, N)) * (SIGMA / np.sqrt(N))
     u = rng.standard_normal((M, N))
     v = rng.standard_normal((M, N))
-    if state == "learned":  # W q = (1 - c) q with q = u/|u|, the rest of W0 kept (deflated along q)
-        q = u / np.linalg.norm(u, axis=1, keepdims=True)
+    if state == "learned":  # W u = (1 - c) u (the rest of W0 kept, deflated along u) and v.u = N:
+        q = u / np.linalg.norm(u, axis=1, keepdims=True)  # k(tau) = v.u/N e^{-c tau} = k*, a fixed point
         W = W - np.einsum("mij,mj,mk->mik", W, q, q) + (1 - C) * np.einsum("mi,mj->mij", q, q)
+        v = v + (N - np.einsum("mi,mi->m", u, v))[:, None] * q / np.linalg.norm(u, axis=1, keepdims=True)
     return jaxrnn.LinearRNN(*(jnp.asarray(a, jnp.float32) for a in (W, u, v)))
 
 
