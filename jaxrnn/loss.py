@@ -17,6 +17,13 @@ Write s = the readout scale (1/N mean-field), A = W - I, and k*(tau) = Re sum_j 
       L_dt = dt/2 [ s^2 v^T P_d v - 2 s Re sum_j r_j v^T (I - rho_j F)^{-1} u + sum_m k*(m dt)^2 ].
 - `sampled_loss`: the Monte Carlo estimate of L_dt from B white-noise paths (the loss practitioners
   train on): stationary after `burn_in` steps, then averaged over `steps` steps.
+
+Fast paths (same values to the dtype's precision; the functions above are their references):
+- `population_loss_and_grad_fast` / `population_loss_fast`: `lyapunov.gramians_adaptive` (doublings
+  stop once |F^(2^K)|_F^2 <= eps, the first ones on rank-one factors, the shift from
+  `lyapunov.cayley_shift`, the resolvents from the same powers of F: one LU per step).
+- `sampled_loss_fft`: the error response e_n computed once per network (`impulse_response_euler`,
+  independent of the batch) and convolved with the noise by FFT; same noise as `sampled_loss`.
 """
 
 from __future__ import annotations
@@ -339,11 +346,13 @@ def sampled_loss(
     return per if per_path else jnp.mean(per)
 
 
-def impulse_response_euler(model: LinearRNN, dt: float, n: int, *, levels: int | None = None) -> Float[Array, " n"]:
+def impulse_response_euler(
+    model: LinearRNN, dt: float, n: int, *, levels: int | None = None
+) -> Float[Array, " n"]:
     """k_m = s v^T F^m u for m < n, F = I + dt (W - I) (the Euler network's response, no sqrt(dt)).
 
-    Baby steps / giant steps, with L = 2^l ~ sqrt(n): the columns F^m u (m < L) by doubling,
-    B <- [B, F^(2^k) B] while F^(2^k) is squared (ending at G = F^L), then the rows s v^T G^i
+    Baby steps / giant steps, with L = 2^l ~ sqrt(n) (l = `levels`, default ceil(log2(n) / 2)): the
+    columns F^m u (m < L) by doubling, B <- [B, F^(2^k) B] while F^(2^k) is squared (ending at G = F^L), then the rows s v^T G^i
     (i < n / L) by a scan of vector-matrix products, and k_(iL + m) = (s v^T G^i)(F^m u): one matmul.
     O(log n) squarings and O(sqrt n) matvecs, independent of any batch; differentiable.
     """

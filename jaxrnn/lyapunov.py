@@ -148,10 +148,10 @@ def gramians_adaptive(
     (default min(4, floor(log2 n) - 1), at least 1) doublings run on factors, Z <- [Z, F^(2^k) Z]
     (in a zero-padded n x 2^factored buffer: O(n^2 2^factored) instead of 4 n^3 per doubling; O's factor
     uses F^T and h = R^T v), and only F itself is squared (one n^3 product against five for a dense
-    doubling). Both phases are `while_loop`s that stop as soon as the tolerance below is met. Dense doublings X <- X + F X F^T,
-    F <- F^2 then continue in a `while_loop` while |F^(2^k)|_F^2 > tol^2 (default tol^2 = eps of the dtype)
-    and k < `max_doublings`: the truncation error F^(2^K) X F^(2^K)T is then below eps |X|_2. P and O
-    share every power of F. `shift` is a number or a traced scalar (e.g. `cayley_shift(A + I)`).
+    doubling). Dense doublings X <- X + F X F^T, F <- F^2 then continue. Both phases are `while_loop`s
+    that run while |F^(2^k)|_F^2 > tol^2 (default tol^2 = eps of the dtype) and k < `max_doublings`
+    (so a benign spectrum stops after one or two squarings): the truncation error F^(2^K) X F^(2^K)T
+    is then below eps |X|_2. P and O share every power of F. `shift` is a number or a traced scalar (e.g. `cayley_shift(A + I)`).
 
     `poles` (shape (J,), real or complex with Re s > 0): also the resolvents x_j = (s_j I - A)^{-1} u,
     y_j = (s_j I - A)^{-T} v from the same powers of F, with no further factorisation. With
