@@ -18,6 +18,14 @@ from ._sigma0 import (
     five_state_from_eight as five_state_from_eight,
     solve_eight as solve_eight,
     solve_five as solve_five,
+    solve_sigma0_grid as solve_sigma0_grid,
 )
-from ._solve import TheoryResult as TheoryResult, solve as solve, theory_minus_simulation as theory_minus_simulation
+from ._result import TheoryResult as TheoryResult
+from ._solve import (
+    Fock as Fock,
+    Krylov as Krylov,
+    Sigma0 as Sigma0,
+    solve as solve,
+    theory_minus_simulation as theory_minus_simulation,
+)
 from ._twopole import two_pole_eigenvalues as two_pole_eigenvalues, two_pole_loss as two_pole_loss, two_pole_residues as two_pole_residues

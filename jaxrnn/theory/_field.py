@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-__all__ = ["phi_derivatives", "five_field", "eight_field"]
+__all__ = ["phi_derivatives", "five_field", "eight_field", "FIVE_RATES", "EIGHT_RATES"]
 
 
 def _cmul(x, y):
@@ -106,7 +106,8 @@ def _assemble(x, c, Jc, second, rates, target, jacobian):
     return f, J
 
 
-_FIVE_RATES = (1.0, 0.5, 1.0, 0.5, 0.5)
+FIVE_RATES = (1.0, 0.5, 1.0, 0.5, 0.5)
+EIGHT_RATES = (1.0,) * 8
 
 
 def five_field(x, target, jacobian: bool):
@@ -143,7 +144,7 @@ def five_field(x, target, jacobian: bool):
         S[4][4] = -2.0 * gb1 - (2.0 * one_T + 2.0 * de) * gb0
         return S
 
-    return _assemble(x, c, Jc, second, _FIVE_RATES, target, jacobian)
+    return _assemble(x, c, Jc, second, FIVE_RATES, target, jacobian)
 
 
 def eight_field(x, target, jacobian: bool):
@@ -195,4 +196,4 @@ def eight_field(x, target, jacobian: bool):
                 S[4 + j][6 + i] = S[6 + i][4 + j] = _sum([S[4 + j][6 + i], gb0 * Mm[i][j]])
         return S
 
-    return _assemble(x, c, Jc, second, (1.0,) * 8, target, jacobian)
+    return _assemble(x, c, Jc, second, EIGHT_RATES, target, jacobian)

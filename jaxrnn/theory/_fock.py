@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..observables import outlier_eigenvalue
+from ._result import make_result
 
 __all__ = ["fock_space", "solve_fock"]
 
@@ -69,7 +70,6 @@ def solve_fock(target, sigma, ts, *, eta=1.0, depth=1, tail=12, rtol=1e-8, atol=
                threshold=1e-2, doublings=24):
     """N -> inf finite-sigma theory at Krylov depth `depth` (one cell); returns a `TheoryResult`."""
     from ._krylov import _krylov_flow
-    from ._solve import _result
 
     C, E = fock_space(float(sigma), depth, tail)
     D, d = E.shape
@@ -85,4 +85,4 @@ def solve_fock(target, sigma, ts, *, eta=1.0, depth=1, tail=12, rtol=1e-8, atol=
     ev = np.concatenate([outside, np.full(ev.shape[:-1] + (1,), sigma + 0j)], -1)
     out = dict(loss=np.asarray(loss), outlier=outlier_eigenvalue(ev, target.kind), ok=np.asarray(ok),
                num_steps=np.asarray(n), theta=np.asarray(ys), dim=d, fock_dim=D)
-    return _result(ts, out, "fock", threshold)
+    return make_result(ts, out, "fock", threshold)

@@ -30,6 +30,7 @@ import numpy as np
 from ..loss import population_loss_and_grad
 from ..model import LinearRNN
 from ..observables import outlier_eigenvalue
+from ._result import make_result
 
 __all__ = ["krylov_basis", "solve_krylov"]
 
@@ -88,7 +89,6 @@ def solve_krylov(target, network, ts, *, eta=1.0, depth=0, rtol=1e-8, atol=1e-10
     means what the simulation's does (bulk eigenvalues included). `extra` holds `ritz` (eig of Q^T W Q),
     `dim` (d) and `theta` (the reduced state). Loops over a population's leading axis.
     """
-    from ._solve import _result
 
     if network.W.ndim > 2:
         cells = [
@@ -97,13 +97,14 @@ def solve_krylov(target, network, ts, *, eta=1.0, depth=0, rtol=1e-8, atol=1e-10
             for i in range(network.W.shape[0])
         ]
         out = {k: np.stack([c[k] for c in cells]) for k in ("loss", "outlier", "ok", "num_steps")}
-        return _result(ts, out, "krylov", threshold)
+        return make_result(ts, out, "krylov", threshold)
     Q = krylov_basis(network.W, network.u, network.v, depth)
     N, d = Q.shape
     sq = np.sqrt(N)
     theta0 = np.concatenate([np.zeros(d * d), Q.T @ np.asarray(network.u) / sq, Q.T @ np.asarray(network.v) / sq])
-    dtype = network.W.dtype
-    ys, W, loss, ok, n = _krylov_flow(network.W, jnp.asarray(Q, dtype), jnp.asarray(theta0, dtype), target,
+    dtype = jnp.float64
+    target = jax.tree.map(lambda x: jnp.asarray(x, dtype), target)
+    ys, W, loss, ok, n = _krylov_flow(jnp.asarray(network.W, dtype), jnp.asarray(Q, dtype), jnp.asarray(theta0, dtype), target,
                                       jnp.asarray(eta, dtype), jnp.asarray(ts, dtype), rtol, atol, max_steps, doublings)
     W = np.asarray(W)
     out = dict(
@@ -111,4 +112,4 @@ def solve_krylov(target, network, ts, *, eta=1.0, depth=0, rtol=1e-8, atol=1e-10
         num_steps=np.asarray(n), theta=np.asarray(ys), dim=d,
         ritz=np.linalg.eigvals(np.einsum("ia,tij,jb->tab", Q, W, Q)),
     )
-    return _result(ts, out, "krylov", threshold)
+    return make_result(ts, out, "krylov", threshold)

@@ -185,7 +185,7 @@ def rodas4_batch(field, rates, y0, args, ts, *, rtol, atol, max_steps, lanes=128
         nst=jnp.zeros(L, jnp.int32), out=out, ok=jnp.zeros(B + 1, bool), steps=jnp.zeros(B + 1, jnp.int32),
         ptr=jnp.asarray(L, jnp.int32), it=jnp.asarray(0, jnp.int32),
     )
-    max_it = max_iterations if max_iterations is not None else int(max_steps) * (B // L + 2)
+    max_it = max_iterations if max_iterations is not None else max_steps * (B // L + 2)
 
     def cond(s):
         return jnp.any(s["cell"] < B) & (s["it"] < max_it)

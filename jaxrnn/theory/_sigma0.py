@@ -21,12 +21,16 @@ beta (delta - alpha) + p q.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..model import LinearRNN
 from ..targets import ExponentialSum
 from ._ode import integrate
+from ._rosenbrock import rodas4_batch
 from ._twopole import two_pole_eigenvalues, two_pole_loss
 
 __all__ = [
@@ -40,6 +44,7 @@ __all__ = [
     "eight_charge",
     "solve_eight",
     "solve_five",
+    "solve_sigma0_grid",
 ]
 
 
@@ -157,3 +162,73 @@ def solve_five(target: ExponentialSum, z0, eta, ts, *, rtol=1e-10, atol=1e-12, m
     ys = eight_from_five(zs)
     loss, lp, lm, out = _observables8(ys, target)
     return dict(z=zs, y=ys, loss=loss, lambda_plus=lp, lambda_minus=lm, outlier=out, charge=five_charge(zs), ok=ok, num_steps=n)
+
+
+# ------------------------------------------------------------------ whole grids: batched Rodas4 (the fast path)
+
+
+def _kindless(target: ExponentialSum):
+    """The target's arrays only (kind dropped: the flow does not depend on it, so one compiled program serves
+    every kind)."""
+    return ExponentialSum(target.r_re, target.r_im, target.s_re, target.s_im, kind="sum")
+
+
+@functools.partial(jax.jit, static_argnames=("symmetric", "lanes"))
+def _grid_states(target, y0, ts, rtol, atol, max_steps, *, symmetric, lanes):
+    from ._field import FIVE_RATES, EIGHT_RATES, eight_field, five_field
+
+    field, rates = (five_field, FIVE_RATES) if symmetric else (eight_field, EIGHT_RATES)
+    return rodas4_batch(field, rates, y0, target, ts, rtol=rtol, atol=atol, max_steps=max_steps, lanes=lanes)
+
+
+@jax.jit
+def _grid_observables8(ys, target):
+    """Loss, lambda_+-, outlier (kind-free: both members of the pair are returned) of (cells, T, 8) states."""
+    loss = jax.vmap(jax.vmap(eight_loss, (0, None)))(ys, target)
+    lp, lm = two_pole_eigenvalues(_unpack8(ys)[0])
+    return loss, lp, lm
+
+
+def solve_sigma0_grid(target: ExponentialSum, y0, eta, ts, *, symmetric: bool, rtol, atol, max_steps, lanes=256):
+    """The sigma = 0 flow of every cell of a flat grid (cells first), in one compiled call.
+
+    Time rescaling: the flow is dx/dt = -eta R grad L(x), so x_eta(t) = x_1(eta t); every cell is solved at
+    rate 1 on its own save times eta * ts (the same adaptive steps in rescaled time, so the same accuracy).
+    Cells are queued stiffest first (smallest target decay rate), which only balances the work queue.
+    The batch is padded to a power of two (copies of the last cell, dropped) so grids of similar size
+    share one compiled program.
+
+    **Arguments:** `target` (cells, J) leaves; `y0` (cells, 8) 8-states (the 5-state is taken from them when
+    `symmetric`); `eta` (cells,) > 0; `ts` (T,) save times, ts[0] = 0.
+    **Returns:** dict of numpy arrays (cells first): `y` (8-states), `z` (5-states if symmetric), `loss`,
+    `lambda_plus`, `lambda_minus`, `charge`, `ok`, `num_steps`.
+    """
+    B = y0.shape[0]
+    ts = np.asarray(ts, np.float64)
+    lead = ts[0] > 0  # the flow starts at t = 0: integrate from there and drop that save
+    if lead:
+        ts = np.concatenate([[0.0], ts])
+    eta = np.asarray(eta, np.float64)
+    order = np.argsort(np.min(np.asarray(target.s_re), -1), kind="stable")
+    Bp = max(8, 1 << int(np.ceil(np.log2(max(B, 1)))))
+    idx = np.concatenate([order, np.full(Bp - B, order[-1])])
+    tg = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[idx], jnp.float64), _kindless(target))
+    y0 = jnp.asarray(np.asarray(y0, np.float64)[idx])
+    if symmetric:
+        y0 = jax.vmap(lambda y: five_state_from_eight(y)[0])(y0)
+    cell_ts = jnp.asarray(eta[idx, None] * ts[None, :])
+    ys, ok, n = _grid_states(tg, y0, cell_ts, jnp.float64(rtol), jnp.float64(atol), jnp.int32(max_steps),
+                             symmetric=symmetric, lanes=int(min(lanes, Bp)))
+    inv = np.empty(B, int)
+    inv[order] = np.arange(B)
+    out = {}
+    if symmetric:
+        out["z"] = ys
+        ys = eight_from_five(ys)
+    loss, lp, lm = _grid_observables8(ys, tg)
+    out.update(y=ys, loss=loss, lambda_plus=lp, lambda_minus=lm, ok=ok, num_steps=n)
+    out["charge"] = five_charge(out["z"]) if symmetric else eight_charge(ys)
+    out = {k: np.asarray(v)[inv] for k, v in out.items()}
+    if lead:
+        out = {k: v[:, 1:] if v.ndim >= 2 and v.shape[1] == len(ts) else v for k, v in out.items()}
+    return out

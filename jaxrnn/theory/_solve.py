@@ -1,84 +1,131 @@
-"""`solve`: reduced theories that report the trainer's observables (t, loss, outlier, t_learn)."""
+"""`solve`: reduced theories that report the trainer's observables (t, loss, outlier, t_learn).
+
+The theory is an explicit choice (`Sigma0()`, `Krylov(depth)`, `Fock(depth)`); without one, `solve` infers it
+from `sigma`, `network` and `depth` as before. Every solver runs in float64 whatever the global
+`jax_enable_x64` flag says (inside `jax.enable_x64(True)`; inputs are cast to float64, so a target built in
+float32 carries its float32-rounded rates).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-from typing import Any
-
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..model import LinearRNN, init_network
-from ..observables import learning_time
+from ..observables import outlier_eigenvalue
 from ..targets import ExponentialSum
-from ._sigma0 import eight_state_from_network, eight_state_infinite, five_state_from_eight, solve_eight, solve_five
+from ._result import TheoryResult, make_result
+from ._sigma0 import eight_state_from_network, eight_state_infinite, solve_sigma0_grid
 
-__all__ = ["TheoryResult", "solve", "theory_minus_simulation"]
+__all__ = ["Sigma0", "Krylov", "Fock", "solve", "theory_minus_simulation"]
 
 
-@dataclasses.dataclass
-class TheoryResult:
-    """Observables of a reduced theory, with the trainer's names and meanings.
+class Sigma0(eqx.Module):
+    """sigma = 0: the exact 8-ODE (M, a, b) with the closed-form two-pole loss; `symmetric=True`: the 5-ODE
+    (valid when |u0| = |v0|, e.g. the N -> inf start). From `network` (W0 = 0) or, without one, N -> inf."""
 
-    Arrays carry the grid's batch shape first and the save-time axis last.
+    symmetric: bool = eqx.field(static=True, default=False)
 
-    **Fields:**
-    - `t`: save times (flow time), shape (T,).
-    - `loss`: population loss L(t), shape (..., T).
-    - `outlier`: complex eigenvalue of W of largest real part (oscillator: the upper member of the rightmost
-      conjugate pair), shape (..., T).
-    - `t_learn`: first time L < 1e-2 L(0), log-interpolated (`jaxrnn.observables.learning_time`), shape (...).
-    - `ok`: per-cell solver status (True = diffrax reported success), shape (...).
-    - `method`: which reduction produced it ("8ode", "5ode", "krylov", "fock").
-    - `extra`: further per-cell arrays (reduced state, lambda_+-, residues, charge, num_steps, ...).
-    """
 
-    t: np.ndarray
-    loss: np.ndarray
-    outlier: np.ndarray
-    t_learn: np.ndarray
-    ok: np.ndarray
-    method: str
-    extra: dict = dataclasses.field(default_factory=dict)
+class Krylov(eqx.Module):
+    """Block-Krylov (Galerkin) reduction of depth `depth` >= 0 around a given finite-N `network`."""
 
-    def __getitem__(self, key: str) -> Any:
-        if key in ("t", "loss", "outlier", "t_learn", "ok", "method"):
-            return getattr(self, key)
-        return self.extra[key]
+    depth: int = eqx.field(static=True, default=2)
 
-    def keys(self):
-        return ["t", "loss", "outlier", "t_learn", "ok", "method", *self.extra]
+    def __check_init__(self):
+        if not isinstance(self.depth, (int, np.integer)) or self.depth < 0:
+            raise ValueError(f"Krylov depth must be an integer >= 0, got {self.depth!r}")
+
+
+class Fock(eqx.Module):
+    """N -> inf finite-sigma theory: the Fock-space limit of `Krylov` at depth `depth` >= 0, chains truncated
+    at `tail` >= 1 (docs/theory.md section 4)."""
+
+    depth: int = eqx.field(static=True, default=2)
+    tail: int = eqx.field(static=True, default=12)
+
+    def __check_init__(self):
+        if not isinstance(self.depth, (int, np.integer)) or self.depth < 0:
+            raise ValueError(f"Fock depth must be an integer >= 0, got {self.depth!r}")
+        if not isinstance(self.tail, (int, np.integer)) or self.tail < 1:
+            raise ValueError(f"Fock tail must be an integer >= 1, got {self.tail!r}")
 
 
 def _batch_shape(target, eta, net_batch):
-    return np.broadcast_shapes(target.r_re.shape[:-1], np.shape(eta), net_batch)
+    return np.broadcast_shapes(np.shape(target.r_re)[:-1], np.shape(eta), net_batch)
 
 
 def _flatten_target(target: ExponentialSum, batch):
     B = int(np.prod(batch, dtype=int))
-    J = target.r_re.shape[-1]
+    J = np.shape(target.r_re)[-1]
     return jax.tree.map(lambda x: jnp.broadcast_to(x, tuple(batch) + (J,)).reshape(B, J), target)
-
-
-@functools.partial(jax.jit, static_argnames=("rtol", "atol", "max_steps", "symmetric"))
-def _sigma0_batch(target, eta, y0, ts, *, rtol, atol, max_steps, symmetric):
-    def one(tg, e, y):
-        if symmetric:
-            z, _ = five_state_from_eight(y)
-            return solve_five(tg, z, e, ts, rtol=rtol, atol=atol, max_steps=max_steps)
-        return solve_eight(tg, y, e, ts, rtol=rtol, atol=atol, max_steps=max_steps)
-
-    return jax.vmap(one)(target, eta, y0)
 
 
 def _network_batch(network):
     return network.W.shape[:-2] if network is not None else ()
 
 
+def _check(t1, ts, eta, rtol, atol, max_steps, threshold, n_save):
+    if not np.isfinite(t1) or t1 <= 0:
+        raise ValueError(f"t1 must be finite and > 0, got {t1!r}")
+    if ts is None:
+        if int(n_save) < 2:
+            raise ValueError(f"n_save must be >= 2, got {n_save!r}")
+        ts = np.linspace(0.0, float(t1), int(n_save))
+    ts = np.asarray(ts, np.float64)
+    if ts.ndim != 1 or ts.size < 2 or ts[0] < 0 or np.any(np.diff(ts) <= 0) or not np.all(np.isfinite(ts)):
+        raise ValueError("ts must be 1-D, finite, >= 0 and strictly increasing with at least 2 times")
+    e = np.asarray(eta, np.float64)
+    if np.any(~np.isfinite(e)) or np.any(e <= 0):
+        raise ValueError(f"eta must be finite and > 0, got {eta!r}")
+    if not 0 < rtol < 1:
+        raise ValueError(f"rtol must be in (0, 1), got {rtol!r}")
+    if not atol > 0:
+        raise ValueError(f"atol must be > 0, got {atol!r}")
+    if int(max_steps) < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps!r}")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    return ts
+
+
+def _choose(theory, sigma, network, depth, symmetric):
+    """The theory object: explicit, or inferred from (sigma, network, depth) as documented in `solve`."""
+    if theory is None:
+        if network is None:
+            theory = Sigma0(symmetric) if sigma == 0.0 and not depth else Fock(depth if depth is not None else 2)
+        elif not depth and not bool(np.any(np.asarray(network.W))):
+            theory = Sigma0(symmetric)
+        else:
+            theory = Krylov(depth if depth is not None else 0)
+        if symmetric and not isinstance(theory, Sigma0):
+            raise ValueError("symmetric=True applies to the sigma = 0 theory only (network W0 = 0 or sigma = 0)")
+        return theory
+    if depth is not None:
+        raise ValueError("pass the depth inside the theory (Krylov(depth) or Fock(depth)), not as `depth`")
+    if symmetric:
+        raise ValueError("pass Sigma0(symmetric=True) instead of symmetric=True with an explicit theory")
+    if isinstance(theory, Sigma0):
+        if sigma != 0.0:
+            raise ValueError(f"Sigma0() is the sigma = 0 theory; got sigma = {sigma!r} (use Fock(depth))")
+        if network is not None and bool(np.any(np.asarray(network.W))):
+            raise ValueError("Sigma0() needs a network with W0 = 0 (use Krylov(depth) for W0 != 0)")
+    elif isinstance(theory, Krylov):
+        if network is None:
+            raise ValueError("Krylov(depth) needs a finite-N `network` (or N and key); for N -> inf use Fock(depth)")
+    elif isinstance(theory, Fock):
+        if network is not None:
+            raise ValueError("Fock(depth) is the N -> inf theory and takes no `network` (use Krylov(depth))")
+    else:
+        raise ValueError(f"theory must be Sigma0(), Krylov(depth) or Fock(depth), got {theory!r}")
+    return theory
+
+
 def solve(
     target: ExponentialSum,
+    theory: Sigma0 | Krylov | Fock | None = None,
     *,
     t1: float,
     sigma: float = 0.0,
@@ -88,7 +135,7 @@ def solve(
     network: LinearRNN | None = None,
     N: int | None = None,
     key=None,
-    depth: int = 0,
+    depth: int | None = None,
     symmetric: bool = False,
     rtol: float = 1e-8,
     atol: float = 1e-10,
@@ -97,68 +144,74 @@ def solve(
 ) -> TheoryResult:
     """Solve a reduced theory of the mean-field gradient flow; same observables as the trainer.
 
-    Which theory (docs/theory.md):
-    - `sigma == 0`, no network: the N -> inf sigma = 0 theory (8-ODE from M = 0, a = (1,0), b = (0,1));
+    Which theory (docs/theory.md): explicit `theory`, or inferred:
+    - `sigma == 0`, no network: `Sigma0()`, the N -> inf theory (8-ODE from M = 0, a = (1,0), b = (0,1));
       `symmetric=True` uses the equivalent 5-ODE.
-    - a `network` (or `N` and `key`, drawn with `init_network(N, sigma, key)`) with W0 = 0: the exact
+    - a `network` (or `N` and `key`, drawn with `init_network(N, sigma, key)`) with W0 = 0: `Sigma0()`, the exact
       8-ODE from that network's u0, v0 (`symmetric=True` requires |u0| = |v0|).
-    - a network with W0 != 0: the block-Krylov (Galerkin) reduction of depth `depth` (`_krylov`).
-    - `sigma > 0`, no network: the N -> inf Fock-space theory at depth `depth` (`_fock`).
+    - a network with W0 != 0 (or `depth` >= 1 with a network): `Krylov(depth)` (depth 0 by default).
+    - `sigma > 0`, no network: `Fock(depth)` (depth 2 by default).
+    Options that do not apply to the chosen theory raise ValueError.
 
     **Arguments:**
-    - `target`: an `ExponentialSum`; leading axes (a population of targets) form a grid with `eta`.
-    - `t1`: final flow time; `ts` (save times, starting at 0) defaults to `linspace(0, t1, n_save)`.
-    - `eta`: learning rate, scalar or array broadcastable with the target's batch shape.
-    - `rtol`, `atol`, `max_steps`: the Kvaerno5 + PID solve. `threshold`: of the learning time.
+    - `target`: an `ExponentialSum`; leading axes (a population of targets) form a grid with `eta` (and, for
+      `Sigma0`, with a stacked `network`'s population axis).
+    - `t1`: final flow time > 0; `ts` (save times, 1-D, strictly increasing, from 0) defaults to
+      `linspace(0, t1, n_save)`.
+    - `eta`: learning rate(s) > 0, broadcastable with the target's batch shape.
+    - `rtol`, `atol`, `max_steps`: the adaptive solve (per-step error test; step budget per cell).
+      `threshold`: of the learning time.
 
     **Returns:** a `TheoryResult` (attributes or keys: `t`, `loss`, `outlier`, `t_learn`, `ok`, ...).
     """
-    ts = jnp.linspace(0.0, t1, n_save) if ts is None else jnp.asarray(ts)
+    ts = _check(t1, ts, eta, rtol, atol, max_steps, threshold, n_save)
     if network is None and N is not None:
         if key is None:
             raise ValueError("give `key` with `N` (or pass `network`)")
         network = init_network(N, sigma, key)
-    dtype = ts.dtype
     if network is not None and network.scaling != "mean_field":
         raise ValueError("the reduced theories are derived for the mean-field scaling")
+    theory = _choose(theory, sigma, network, depth, symmetric)
+    with jax.enable_x64(True):
+        if isinstance(theory, Sigma0):
+            return _run_sigma0(target, eta, network, ts, theory.symmetric, rtol, atol, max_steps, threshold)
+        if isinstance(theory, Krylov):
+            from ._krylov import solve_krylov
 
-    if network is None and sigma == 0.0:
-        batch = _batch_shape(target, eta, ())
-        y0 = jnp.broadcast_to(eight_state_infinite(dtype), tuple(batch) + (8,))
-        return _run_sigma0(target, eta, y0, ts, batch, symmetric, rtol, atol, max_steps, threshold)
-    if network is not None and depth == 0 and not bool(np.any(np.asarray(network.W))):
+            return solve_krylov(target, network, ts, eta=eta, depth=theory.depth, rtol=rtol, atol=atol,
+                                max_steps=max_steps, threshold=threshold)
+        from ._fock import solve_fock
+
+        if not sigma >= 0:
+            raise ValueError(f"sigma must be >= 0, got {sigma!r}")
+        return solve_fock(target, sigma, ts, eta=eta, depth=theory.depth, tail=theory.tail, rtol=rtol, atol=atol,
+                          max_steps=max_steps, threshold=threshold)
+
+
+def _run_sigma0(target, eta, network, ts, symmetric, rtol, atol, max_steps, threshold):
+    if network is None:
+        nb = ()
+        y0 = np.asarray(eight_state_infinite(jnp.float64))
+    else:
         nb = _network_batch(network)
-        y0 = jnp.vectorize(lambda W, u, v: eight_state_from_network(LinearRNN(W, u, v))[0], signature="(n,n),(n),(n)->(k)")(
-            network.W, network.u, network.v
-        )
-        batch = _batch_shape(target, eta, nb)
-        y0 = jnp.broadcast_to(y0, tuple(batch) + (8,))
-        return _run_sigma0(target, eta, y0, ts, batch, symmetric, rtol, atol, max_steps, threshold)
-    if network is not None:
-        from ._krylov import solve_krylov
-
-        return solve_krylov(target, network, ts, eta=eta, depth=depth, rtol=rtol, atol=atol, max_steps=max_steps, threshold=threshold)
-    from ._fock import solve_fock
-
-    return solve_fock(target, sigma, ts, eta=eta, depth=depth, rtol=rtol, atol=atol, max_steps=max_steps, threshold=threshold)
-
-
-def _run_sigma0(target, eta, y0, ts, batch, symmetric, rtol, atol, max_steps, threshold):
+        W, u, v = (jnp.asarray(x, jnp.float64) for x in (network.W, network.u, network.v))
+        y0 = np.asarray(jnp.vectorize(lambda W, u, v: eight_state_from_network(LinearRNN(W, u, v))[0],
+                                      signature="(n,n),(n),(n)->(k)")(W, u, v))
+        if symmetric:
+            nu, nv = np.linalg.norm(y0[..., 4:6], axis=-1), np.linalg.norm(y0[..., 6:8], axis=-1)
+            if np.any(np.abs(nu - nv) > 1e-12 * np.maximum(nu, 1.0)):
+                raise ValueError("symmetric=True (the 5-ODE) needs |u0| = |v0| (e.g. init_network(..., rescale_v=True))")
+    batch = _batch_shape(target, eta, nb)
     B = int(np.prod(batch, dtype=int))
     tg = _flatten_target(target, batch)
-    e = jnp.broadcast_to(jnp.asarray(eta, ts.dtype), batch).reshape(B)
-    out = _sigma0_batch(tg, e, y0.reshape(B, 8), ts, rtol=rtol, atol=atol, max_steps=max_steps, symmetric=symmetric)
-    out = {k: np.asarray(v).reshape(tuple(batch) + np.shape(v)[1:]) for k, v in out.items()}
-    return _result(ts, out, "5ode" if symmetric else "8ode", threshold)
+    e = np.broadcast_to(np.asarray(eta, np.float64), batch).reshape(B)
+    y0 = np.broadcast_to(y0, tuple(batch) + (8,)).reshape(B, 8)
+    out = solve_sigma0_grid(tg, y0, e, ts, symmetric=symmetric, rtol=rtol, atol=atol, max_steps=max_steps)
+    from ._sigma0 import _outlier
 
-
-def _result(ts, out, method, threshold):
-    t = np.asarray(ts)
-    loss = out.pop("loss")
-    return TheoryResult(
-        t=t, loss=loss, outlier=out.pop("outlier"), t_learn=learning_time(t, loss, threshold=threshold),
-        ok=out.pop("ok"), method=method, extra=out,
-    )
+    out["outlier"] = np.asarray(_outlier(jnp.asarray(out["lambda_plus"]), jnp.asarray(out["lambda_minus"]), target.kind))
+    out = {k: v.reshape(tuple(batch) + v.shape[1:]) for k, v in out.items()}
+    return make_result(ts, out, "5ode" if symmetric else "8ode", threshold)
 
 
 def theory_minus_simulation(theory, simulation, *, eps: float = 1e-300) -> dict:
