@@ -1,0 +1,292 @@
+"""One-command device check: matmul peak, trainer throughput, a 10^4-network sweep and theory cells/s.
+
+    python benchmarks/gpu_check.py                 # on a GPU: under 5 minutes; table + benchmarks/data/gpu_check.json
+    python benchmarks/gpu_check.py --small         # tiny sizes on CPU (< 60 s), to test the script itself
+
+Sections (all through jaxrnn's public API; `--sections` picks some):
+- `peak`: measured float32 matmul rate of the device (jit'd n x n @ n x n, best of 5), at JAX's default matmul
+  precision (on NVIDIA GPUs that may use TF32) and at `precision="highest"` (true float32).
+- `grid`: exact (`ExactLoss()`, its defaults) and sampled (`SampledLoss(dt=0.1, batch=16, steps=200)`) throughput in
+  network-gradient-steps/s, `GradientDescent()` at eta = 0.02, c = 0.1 leaky integrator, sigma = 0.1, float32,
+  for N in {64, 128, 256} and M in {512, 2048, 8192} while it fits (an out-of-memory cell is recorded and the larger
+  M of that N skipped). A cell times `train(steps=1 + n)` minus `train(steps=1)` (both warm): the marginal cost of a
+  step without the monitor evaluations every call makes; its first call (compile + set-up) is reported apart.
+  Achieved FLOP/s of the exact step counts the flops of the algorithm that runs (`exact_step_flops`): the Cayley
+  transform (one LU, N right-hand sides, one product), K Smith doublings of 5 N^3-products each (P and O share the
+  powers of F), the resolvent solves (2 complex LUs per target pole) and the O P product of the adjoint gradient.
+- `sweep`: 10^4 networks x N = 128 x 10^3 exact GradientDescent steps in one `train` call (11 log points);
+  wall time excluding compile (a warm call) and including it (plus the first, compiling call of the same shapes).
+- `theory`: `jaxrnn.theory.solve` over a sigma = 0 grid of 2000 cells, c log-spaced in [0.01, 0.3], t in [0, 3],
+  61 save times, rtol 1e-8 (float64): cells/s of a warm call, first call apart.
+`--budget` seconds (default 270; 50 with --small) bounds the run: the grid's remaining cells (all but the first of
+each loss) are skipped once it is spent (recorded as skipped), so the whole check stays under 5 minutes on one device.
+With --small the sweep's shapes (M = 32, N = 8) are the grid's first exact cell, so they share one compile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+import jax
+import jax.numpy as jnp
+
+import jaxrnn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+C, SIGMA, ETA = 0.1, 0.1, 0.02
+SAMPLED = dict(dt=0.1, batch=16, steps=200)
+FULL = dict(peak_n=8192, Ns=(64, 128, 256), Ms=(512, 2048, 8192), sweep=(10_000, 128, 1000), theory_cells=2000,
+            target_s=1.0, budget=270.0, sampled=SAMPLED)
+SMALL = dict(peak_n=512, Ns=(8, 16), Ms=(32, 64), sweep=(32, 8, 20), theory_cells=8, target_s=0.05, budget=50.0,
+             sampled=dict(dt=0.1, batch=4, steps=20))
+SECTIONS = ("peak", "grid", "sweep", "theory")
+
+
+def is_oom(e: Exception) -> bool:
+    s = str(e)
+    return "RESOURCE_EXHAUSTED" in s or "out of memory" in s.lower() or isinstance(e, MemoryError)
+
+
+def exact_doublings(target) -> int:
+    """The Smith doublings `train` resolves for `ExactLoss()` on this target."""
+    loss = jaxrnn.ExactLoss()
+    try:
+        return int(loss.resolved(target).doublings)
+    except Exception:  # resolved() moved: the documented rule, log2(p / kappa) + 6 with kappa = c_min / 4, p = 1
+        return max(4, math.ceil(math.log2(1.0 / (C / 4))) + 6)
+
+
+def exact_step_flops(N: int, K: int, poles: int = 1) -> float:
+    """Flops of one exact gradient step of one network (real-flop equivalents; a complex flop counts 4).
+
+    Cayley F = (I - A)^{-1}(I + A): LU 2/3 N^3 + N right-hand sides 2 N^3 + product 2 N^3;
+    K Smith doublings, each P += F P F^T, O += F^T O F (4 products) and F <- F^2 (1): 10 K N^3;
+    resolvents x = (s I - A)^{-1} u, y = (s I - A)^{-T} v per pole: 2 complex LUs, 4 x 2/3 N^3 each;
+    adjoint gradient O P: 2 N^3. O(N^2) terms (matvecs, triangular solves, outer products) are left out.
+    """
+    return (2 / 3 + 2 + 2 + 10 * K + poles * 2 * 4 * 2 / 3 + 2) * N**3
+
+
+def timed(f):
+    t0 = time.perf_counter()
+    out = f()
+    jax.block_until_ready(out)
+    return time.perf_counter() - t0, out
+
+
+# ----------------------------------------------------------------------------- peak
+def peak(n: int) -> dict:
+    out = {}
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.standard_normal((n, n)), jnp.float32)
+    b = jnp.asarray(rng.standard_normal((n, n)), jnp.float32)
+    for name, prec in (("default", None), ("highest", jax.lax.Precision.HIGHEST)):
+        f = jax.jit(lambda x, y, p=prec: jnp.matmul(x, y, precision=p))
+        f(a, b).block_until_ready()
+        ts = [timed(lambda: f(a, b))[0] for _ in range(5)]
+        out[f"float32_{name}_gflops"] = 2.0 * n**3 / min(ts) / 1e9
+    out["n"] = n
+    return out
+
+
+# ----------------------------------------------------------------------------- trainer
+def _train(model, target, loss, steps, n_log=2):
+    return jaxrnn.train(model, target, eta=ETA, method=jaxrnn.GradientDescent(), loss=loss, steps=steps,
+                        n_log=n_log, compute_spectra=False)
+
+
+def grid_cell(mode: str, N: int, M: int, cfg: dict) -> dict:
+    target = jaxrnn.leaky_integrator(C, dtype=jnp.float32)
+    model = jaxrnn.init_population(N=N, sigma=SIGMA, seed=0, indices=M, dtype=jnp.float32)
+    loss = jaxrnn.ExactLoss() if mode == "exact" else jaxrnn.SampledLoss(**cfg["sampled"])
+    first, res = timed(lambda: _train(model, target, loss, 1))  # compile + set-up + one step + two monitors
+    t1, _ = timed(lambda: _train(model, target, loss, 1))
+    n = int(min(10_000, max(1, round(cfg["target_s"] / max(t1 / 3, 1e-6)))))
+    best = math.inf
+    for _ in range(2):
+        t1, _ = timed(lambda: _train(model, target, loss, 1))
+        tn, res = timed(lambda: _train(model, target, loss, 1 + n))
+        best = min(best, max(tn - t1, 1e-9) / n)
+    row = dict(mode=mode, N=N, M=M, status="ok", steps_timed=n, step_s=best, net_steps_per_s=M / best,
+               first_call_s=first, final_loss=float(np.nanmean(np.asarray(res.loss)[:, -1])))
+    if mode == "exact":
+        K = exact_doublings(target)
+        fl = exact_step_flops(N, K)
+        row.update(doublings=K, flops_per_net_step=fl, achieved_gflops=fl * M / best / 1e9)
+    return row
+
+
+def grid(cfg: dict, deadline: float, modes=("exact", "sampled")) -> list:
+    """The first cell of each mode always runs; later cells only before `deadline`."""
+    rows = []
+    for mode in modes:
+        for N in cfg["Ns"]:
+            oom = False
+            for M in cfg["Ms"]:
+                first = N == cfg["Ns"][0] and M == cfg["Ms"][0]
+                if oom or (time.perf_counter() > deadline and not first):
+                    rows.append(dict(mode=mode, N=N, M=M, status="skipped (oom at smaller M)" if oom else "skipped (budget)"))
+                    continue
+                try:
+                    rows.append(grid_cell(mode, N, M, cfg))
+                except Exception as e:  # noqa: BLE001 - an OOM (or a failure) is a result, the check goes on
+                    oom = is_oom(e)
+                    rows.append(dict(mode=mode, N=N, M=M, status="oom" if oom else f"error: {str(e).splitlines()[0][:200]}"))
+                print(_grid_line(rows[-1]), flush=True)
+    return rows
+
+
+def _grid_line(r):
+    if r["status"] != "ok":
+        return f"  {r['mode']:8s} N={r['N']:4d} M={r['M']:6d}  {r['status']}"
+    fl = f"  {r['achieved_gflops']:9.1f} GFLOP/s" if "achieved_gflops" in r else ""
+    return (f"  {r['mode']:8s} N={r['N']:4d} M={r['M']:6d}  {r['net_steps_per_s']:12.1f} net-steps/s{fl}"
+            f"  first call {r['first_call_s']:.1f} s")
+
+
+def sweep(cfg: dict) -> dict:
+    M, N, steps = cfg["sweep"]
+    target = jaxrnn.leaky_integrator(C, dtype=jnp.float32)
+    model = jaxrnn.init_population(N=N, sigma=SIGMA, seed=0, indices=M, dtype=jnp.float32)
+    loss = jaxrnn.ExactLoss()
+    cold, _ = timed(lambda: _train(model, target, loss, 1, n_log=2))  # compiles the shapes the sweep uses
+    warm, res = timed(lambda: _train(model, target, loss, steps, n_log=11))
+    K = exact_doublings(target)
+    fl = exact_step_flops(N, K) * M * steps
+    L = np.asarray(res.loss)
+    return dict(M=M, N=N, steps=steps, method="GradientDescent", eta=ETA, loss="ExactLoss()", wall_excl_compile_s=warm,
+                wall_incl_compile_s=cold + warm, first_call_s=cold, net_steps_per_s=M * steps / warm,
+                achieved_gflops=fl / warm / 1e9, loss_drop_median=float(np.nanmedian(L[:, 0] / L[:, -1])),
+                status="ok")
+
+
+def theory(cfg: dict) -> dict:
+    from jaxrnn import theory as th
+
+    n = cfg["theory_cells"]
+    cs = np.logspace(-2, np.log10(0.3), n)
+    want = dict(t1=3.0, n_save=61, rtol=1e-8, atol=1e-10)
+    params = inspect.signature(th.solve).parameters
+    kw = {k: v for k, v in want.items() if k in params or any(p.kind == p.VAR_KEYWORD for p in params.values())}
+    prev = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        target = jaxrnn.leaky_integrator(cs)
+        first, _ = timed(lambda: th.solve(target, **kw))
+        warm, r = timed(lambda: th.solve(target, **kw))
+    finally:
+        jax.config.update("jax_enable_x64", prev)
+    ok = np.asarray(getattr(r, "ok", np.ones(n, bool)))
+    return dict(cells=n, kwargs={k: v for k, v in kw.items()}, first_call_s=first, warm_s=warm, cells_per_s=n / warm,
+                ok_fraction=float(np.mean(ok)), method=getattr(r, "method", None), status="ok")
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--small", action="store_true", help="tiny sizes (CPU test of the script, < 60 s)")
+    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    ap.add_argument("--modes", default="exact,sampled", help="grid losses: exact, sampled or both")
+    ap.add_argument("--budget", type=float, default=None, help="seconds before the grid's remaining cells are skipped")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/data/gpu_check[_small].json)")
+    args = ap.parse_args(argv)
+    cfg = dict(SMALL if args.small else FULL)
+    if args.budget is not None:
+        cfg["budget"] = args.budget
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    bad = [s for s in sections if s not in SECTIONS]
+    if bad:
+        print(f"--sections: unknown {bad}; choose from {SECTIONS}", file=sys.stderr)
+        return 2
+    out_path = args.out or os.path.join(HERE, "data", "gpu_check_small.json" if args.small else "gpu_check.json")
+    t_start = time.perf_counter()
+    dev = jax.devices()[0]
+    info = dict(device=str(dev), platform=dev.platform, device_kind=getattr(dev, "device_kind", ""),
+                n_devices=jax.device_count(), jax=jax.__version__, jaxrnn=jaxrnn.__version__, small=args.small,
+                host=platform.node(), started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                config={k: v for k, v in cfg.items()})
+    print(f"device: {info['device_kind'] or info['device']} ({info['platform']}), jax {jax.__version__}", flush=True)
+    result = dict(info=info)
+
+    def save():
+        result["total_s"] = time.perf_counter() - t_start
+        os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+        with open(out_path, "w") as f:
+            json.dump(result, f, indent=1, default=str)
+
+    def guarded(name, fn):
+        try:
+            result[name] = fn()
+        except Exception as e:  # noqa: BLE001 - record and go on to the next section
+            result[name] = dict(status=("oom" if is_oom(e) else "error") + f": {str(e).splitlines()[0][:300]}")
+        print(f"[{name}] {time.perf_counter() - t_start:.1f} s", flush=True)
+        save()
+
+    if "peak" in sections:
+        guarded("peak", lambda: peak(cfg["peak_n"]))
+    # the sweep and theory before the grid: the grid is what the budget trims
+    if "sweep" in sections:
+        guarded("sweep", lambda: sweep(cfg))
+    if "theory" in sections:
+        guarded("theory", lambda: theory(cfg))
+    if "grid" in sections:
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip() in ("exact", "sampled"))
+        guarded("grid", lambda: grid(cfg, t_start + cfg["budget"], modes))
+
+    pk = result.get("peak", {})
+    ref = pk.get("float32_highest_gflops")
+    print(table(result, ref))
+    save()
+    print(f"wrote {out_path} ({result['total_s']:.1f} s)")
+    return 0
+
+
+def table(result, ref):
+    lines = []
+    pk = result.get("peak", {})
+    if "float32_default_gflops" in pk:
+        lines.append(f"float32 matmul peak (n = {pk['n']}): {pk['float32_default_gflops']:.0f} GFLOP/s at default "
+                     f"precision, {pk['float32_highest_gflops']:.0f} GFLOP/s at precision=highest")
+    elif pk:
+        lines.append(f"peak: {pk.get('status')}")
+    g = result.get("grid")
+    if isinstance(g, list):
+        lines += ["", "| loss | N | M | net-steps/s | GFLOP/s (exact, counted) | % of f32 peak | first call (s) |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in g:
+            if r["status"] != "ok":
+                lines.append(f"| {r['mode']} | {r['N']} | {r['M']} | {r['status']} | | | |")
+                continue
+            gf = r.get("achieved_gflops")
+            pct = f"{100 * gf / ref:.1f}" if gf is not None and ref else ""
+            lines.append(f"| {r['mode']} | {r['N']} | {r['M']} | {r['net_steps_per_s']:.1f} | "
+                         f"{'' if gf is None else f'{gf:.1f}'} | {pct} | {r['first_call_s']:.1f} |")
+    elif g is not None:
+        lines.append(f"grid: {g.get('status')}")
+    s = result.get("sweep")
+    if s and s.get("status") == "ok":
+        lines += ["", f"sweep {s['M']} networks x N = {s['N']} x {s['steps']} exact steps: "
+                      f"{s['wall_excl_compile_s']:.1f} s excl. compile, {s['wall_incl_compile_s']:.1f} s incl. "
+                      f"({s['net_steps_per_s']:.0f} net-steps/s, {s['achieved_gflops']:.1f} GFLOP/s counted)"]
+    elif s:
+        lines.append(f"sweep: {s.get('status')}")
+    t = result.get("theory")
+    if t and t.get("status") == "ok":
+        lines += [f"theory sigma = 0 grid, {t['cells']} cells: {t['cells_per_s']:.0f} cells/s warm "
+                  f"(first call {t['first_call_s']:.1f} s, ok {t['ok_fraction']:.3f})"]
+    elif t:
+        lines.append(f"theory: {t.get('status')}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
