@@ -245,7 +245,9 @@ def _cmd_plot(args):
     kinds = args.kinds.split(",") if args.kinds else cfg["output"]["plots"]
     formats = args.formats.split(",") if args.formats else cfg["output"]["formats"]
     phase = [tuple(p.split(",")) for p in args.phase] if args.phase else [tuple(p) for p in cfg["output"]["phase"]]
-    files = plot_store(args.store, out, kinds=kinds, formats=formats, phase=phase)
+    if args.theory:
+        _open_existing_store(args.theory)
+    files = plot_store(args.store, out, kinds=kinds, formats=formats, phase=phase, theory=args.theory)
     for f in files:
         print(f)
     return 0
@@ -350,8 +352,9 @@ def _parser():
     pl.add_argument("store", help="a jaxrnn results store (.zarr folder)")
     pl.add_argument("--out", help="figure folder (default: the store path without .zarr)")
     pl.add_argument("--kinds", help="comma list of phase,curves,outlier,spectra,loss")
-    pl.add_argument("--formats", help="comma list of png,pdf")
+    pl.add_argument("--formats", help="comma list of png,pdf,svg")
     pl.add_argument("--phase", action="append", help="axis pair x,y for a phase diagram (repeatable)")
+    pl.add_argument("--theory", help="a `jaxrnn theory` store of the same grid: adds theory-vs-simulation maps")
     pl.set_defaults(func=_cmd_plot)
     e = sub.add_parser("export", help="write a store as a NetCDF file", description="write a store as a NetCDF file (complex variables split into NAME_real and NAME_imag)")
     e.add_argument("store", help="a jaxrnn results store (.zarr folder)")

@@ -15,7 +15,7 @@ import numpy as np
 
 from .variables import GRID_AXES
 
-__all__ = ["plot_store", "phase_diagram", "learning_time_curves", "outlier_trajectories", "spectra", "loss_curves", "compare_table"]
+__all__ = ["plot_store", "phase_diagram", "theory_vs_simulation", "learning_time_curves", "outlier_trajectories", "spectra", "loss_curves", "compare_table"]
 
 log = logging.getLogger(__name__)
 GRID = GRID_AXES
@@ -104,8 +104,6 @@ def _scale(ax, axis, values):
 
 
 def phase_diagram(ds, x, y, out, formats=("png",)):
-    from matplotlib.patches import Rectangle
-
     """Heatmaps over (x, y) on the grid's own scale (log where geometric): the seed-mean t_learn, with
     the N -> inf sigma = 0 theory's t_learn beside it where it applies (the sigma = 0 cells), and
     |W(t_end) - W0|_op / sigma (undefined at sigma = 0, hatched), both with the rich/lazy boundary
@@ -305,13 +303,51 @@ def spectra(ds, out, formats=("png",)):
     return _save(fig, out, "spectra", formats, ds)
 
 
-def plot_store(store, out, *, kinds=("phase",), formats=("png",), phase=()):
-    """Draw the requested figure kinds from a store into folder `out`; returns the files written."""
+def theory_vs_simulation(ds, th, x, y, out, formats=("png",)):
+    """The relative difference of the simulation's seed-mean t_learn from the N -> inf theory's over
+    (x, y): (sim - theory) / theory, from a `jaxrnn theory` store `th` of the same grid (a subtraction,
+    since both stores share names and layout). Cells the theory does not cover are hatched."""
+    plt = _plt()
+    from matplotlib.patches import Rectangle
+
+    sim, desc = _fix_others(ds["t_learn"], (x, y))
+    sim = sim.mean("seed", skipna=True)
+    thv = th["t_learn"].isel(seed=0, N=0)
+    for a in GRID[1:]:
+        if a not in (x, y) and a in thv.dims:
+            thv = thv.sel({a: sim[a].item() if a in sim.coords else thv[a].values[0]})
+    thv = thv.reindex({a: sim[a].values for a in (x, y) if a != "N"}, method="nearest", tolerance=1e-9)
+    sim, thv = sim.transpose(y, x).values, thv.transpose(y, x).values
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = (sim - thv) / thv
+    xs, ys = ds[x].values.astype(float), ds[y].values.astype(float)
+    fig, ax = plt.subplots(figsize=(6.2, 4.4), constrained_layout=True)
+    ax.set_facecolor("0.85")
+    lim = float(np.nanmax(np.abs(rel))) if np.isfinite(rel).any() else 1.0
+    im = ax.pcolormesh(_edges(xs), _edges(ys), np.ma.masked_invalid(rel), cmap="RdBu_r", vmin=-lim, vmax=lim, shading="flat")
+    fig.colorbar(im, ax=ax, label=r"$(t_{\rm learn}^{\rm sim} - t_{\rm learn}^{\rm theory}) / t_{\rm learn}^{\rm theory}$")
+    ex, ey = _edges(xs), _edges(ys)
+    for j, i in zip(*np.nonzero(~np.isfinite(rel))):
+        ax.add_patch(Rectangle((ex[i], ey[j]), ex[i + 1] - ex[i], ey[j + 1] - ey[j], fill=False, hatch="//", edgecolor="0.55", lw=0))
+    _scale(ax, "x", xs)
+    _scale(ax, "y", ys)
+    _bulk_edge_line(ds, ax, x, y, xs, ys)
+    ax.set_xlabel(LABELS.get(x, x))
+    ax.set_ylabel(LABELS.get(y, y))
+    ax.set_title(r"simulation (N = " + ", ".join(str(int(n)) for n in ds["N"].values) + r") vs $N\to\infty$ theory"
+                 + (f"; {desc}" if desc else ""), fontsize=9)
+    return _save(fig, out, f"theory_vs_sim_{x}_{y}", formats, ds)
+
+
+def plot_store(store, out, *, kinds=("phase",), formats=("png",), phase=(), theory=None):
+    """Draw the requested figure kinds from a store into folder `out`; returns the files written.
+    `theory`: a `jaxrnn theory` store of the same grid, drawn against the simulation (phase kind)."""
     from .sweep import open_dataset
 
     import warnings
 
     ds = open_dataset(store).load()
+    th = open_dataset(theory).load() if theory is not None else None
     warnings.filterwarnings("ignore", category=RuntimeWarning, module=__name__)
     warnings.filterwarnings("ignore", message=".*(empty slice|Degrees of freedom).*")
     out = Path(out)
@@ -324,6 +360,8 @@ def plot_store(store, out, *, kinds=("phase",), formats=("png",), phase=()):
                 pairs = list(phase) or [(var[i], var[j]) for i in range(len(var)) for j in range(i + 1, len(var))]
                 for x, y in pairs:
                     files += phase_diagram(ds, x, y, out, formats)
+                    if th is not None:
+                        files += theory_vs_simulation(ds, th, x, y, out, formats)
             elif kind == "curves":
                 files += learning_time_curves(ds, out, formats)
             elif kind == "outlier":

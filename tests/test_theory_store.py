@@ -54,3 +54,14 @@ def test_theory_cli_writes_store_table_and_figure(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "theory store:" in out and "2 cells solved" in out
     assert (tmp_path / "o" / "thc-theory" / "t_learn_curves.png").exists()
+    # drawn against a simulation of the same grid: the comparison is a subtraction of like-named variables
+    from jaxrnn.sweep import run_sweep
+
+    sim = tmp_path / "sim.zarr"
+    spec = spec_from_dict({"name": "thc", "grid": {"N": [8], "sigma": [0.0], "c": [0.3, 0.5]},
+                           "train": {"dt": 0.02, "steps": 40, "n_log": 9}, "theory": {"overlay": "none"}})
+    run_sweep(spec, sim, n_devices=1, quiet=True)
+    theory = tmp_path / "o" / "thc-theory.zarr"
+    assert main(["plot", str(sim), "--theory", str(theory), "--out", str(tmp_path / "f"), "--phase", "c,sigma"]) == 0
+    assert (tmp_path / "f" / "theory_vs_sim_c_sigma.png").exists()
+    assert main(["plot", str(sim), "--theory", str(tmp_path / "nothing.zarr")]) == 2
