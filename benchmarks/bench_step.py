@@ -134,9 +134,12 @@ def main():
     steps, raw = make_steps(a.mode, target, K)
     key = jax.random.key(0)
 
-    # equality of the fast and reference loss/gradient on the same state (float32)
+    # equality of the fast and reference loss/gradient on the same state (float32); the learned state is a
+    # fixed point (loss and gradient zero up to rounding), so compare there with v moved by 10%
     m0 = init(a.N, a.M, a.state)
     sub = jax.tree.map(lambda x: x[:8], m0)
+    if a.state == "learned":
+        sub = jaxrnn.LinearRNN(sub.W, sub.u, 1.1 * sub.v)
     if a.mode == "exact":
         out = {k: jax.jit(jax.vmap(raw[k]))(sub) for k in ("reference", "fast")}
         Ks = jax.jit(jax.vmap(lambda m: population_loss_and_grad_fast(m, target, max_doublings=K, return_doublings=True)[3]))(m0)
