@@ -67,7 +67,7 @@ class LinearRNN(eqx.Module):
         return self.readout_scale * jnp.einsum("i,tij,j->t", self.v, expm, self.u)
 
 
-def network_key(seed: int, index) -> PRNGKeyArray:
+def network_key(seed: int | jax.Array, index) -> PRNGKeyArray:
     """Key of network `index` of the population drawn from `seed`."""
     return jax.random.fold_in(jax.random.key(seed), index)
 

@@ -136,7 +136,7 @@ def phase_diagram(ds, x, y, out, formats=("png",)):
         fig.colorbar(im, ax=ax, label=clabel)
         ex, ey = _edges(xs), _edges(ys)
         for j, i in zip(*np.nonzero(np.isnan(val))):  # undefined / not computed: hatched, never a colour of the scale
-            ax.add_patch(Rectangle((ex[i], ey[j]), ex[i + 1] - ex[i], ey[j + 1] - ey[j], fill=False, hatch="//",
+            ax.add_patch(Rectangle((float(ex[i]), float(ey[j])), float(ex[i + 1] - ex[i]), float(ey[j + 1] - ey[j]), fill=False, hatch="//",
                                    edgecolor="0.55", lw=0))
         if len(axes) > 1 and ax is axes[1] and "sigma" in (x, y) and 0.0 in ds["sigma"].values:
             ax.text(0.0 if x == "sigma" else np.sqrt(ex[0] * ex[-1]) if _is_geometric(xs) else (ex[0] + ex[-1]) / 2,
@@ -144,8 +144,8 @@ def phase_diagram(ds, x, y, out, formats=("png",)):
                     rotation=90 if x == "sigma" else 0, ha="center", va="center", fontsize=7, color="0.3")
         _scale(ax, "x", xs)
         _scale(ax, "y", ys)
-        ax.set_xlabel(LABELS.get(x, x))
-        ax.set_ylabel(LABELS.get(y, y))
+        ax.set_xlabel(LABELS.get(x, str(x)))
+        ax.set_ylabel(LABELS.get(y, str(y)))
         ax.set_title(title, fontsize=10)
         if np.isfinite(lazy).sum() >= 4 and min(lazy.shape) > 1 and np.nanmin(lazy) < 1 < np.nanmax(lazy):
             cs = ax.contour(X, Y, lazy, levels=[1.0], colors=["w" if ax is axes[0] else "k"], linewidths=1.5)
@@ -217,7 +217,7 @@ def learning_time_curves(ds, out, formats=("png",)):
             if ok.any():
                 ax.plot(xs[ok], np.nanmean(tt[ok], 1), "x", color="C1", ms=8, mew=2, zorder=5, label=r"theory, each network's own $\sigma=0$ start")
         _scale(ax, "x", xs)
-        ax.set_xlabel(LABELS.get(a, a))
+        ax.set_xlabel(LABELS.get(a, str(a)))
         ax.set_ylabel(LABELS["t_learn"])
         ax.set_title(desc, fontsize=8)
     axs[0][0].legend(fontsize=7)
@@ -328,12 +328,12 @@ def theory_vs_simulation(ds, th, x, y, out, formats=("png",)):
     fig.colorbar(im, ax=ax, label=r"$(t_{\rm learn}^{\rm sim} - t_{\rm learn}^{\rm theory}) / t_{\rm learn}^{\rm theory}$")
     ex, ey = _edges(xs), _edges(ys)
     for j, i in zip(*np.nonzero(~np.isfinite(rel))):
-        ax.add_patch(Rectangle((ex[i], ey[j]), ex[i + 1] - ex[i], ey[j + 1] - ey[j], fill=False, hatch="//", edgecolor="0.55", lw=0))
+        ax.add_patch(Rectangle((float(ex[i]), float(ey[j])), float(ex[i + 1] - ex[i]), float(ey[j + 1] - ey[j]), fill=False, hatch="//", edgecolor="0.55", lw=0))
     _scale(ax, "x", xs)
     _scale(ax, "y", ys)
     _bulk_edge_line(ds, ax, x, y, xs, ys)
-    ax.set_xlabel(LABELS.get(x, x))
-    ax.set_ylabel(LABELS.get(y, y))
+    ax.set_xlabel(LABELS.get(x, str(x)))
+    ax.set_ylabel(LABELS.get(y, str(y)))
     ax.set_title(r"simulation (N = " + ", ".join(str(int(n)) for n in ds["N"].values) + r") vs $N\to\infty$ theory"
                  + (f"; {desc}" if desc else ""), fontsize=9)
     return _save(fig, out, f"theory_vs_sim_{x}_{y}", formats, ds)

@@ -175,7 +175,7 @@ def measured_rate(N: int, batch: int, dtype: str) -> float:
 
     key = (N, batch, dtype, jax.default_backend())
     if key not in _RATE_CACHE:
-        dt = jnp.float32 if dtype == "float32" or not jax.config.jax_enable_x64 else jnp.float64
+        dt = jnp.float32 if dtype == "float32" or not jax.config.read("jax_enable_x64") else jnp.float64
         a = jnp.ones((batch, N, N), dt) / N
         f = jax.jit(lambda x: jax.lax.fori_loop(0, 8, lambda i, y: y @ a, x))
         f(a).block_until_ready()

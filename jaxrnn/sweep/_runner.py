@@ -77,6 +77,7 @@ def make_loss(spec: SweepSpec):
         kappa = max(min(min(spec.grid.c), edge) / 4, 1e-4)
         return ExactLoss(doublings=doublings_for(kappa), gramian=t.gramian)
     if t.loss == "finite_horizon":
+        assert t.horizon is not None  # required by the spec with loss = "finite_horizon"
         return FiniteHorizonLoss(t.horizon)
     if t.loss == "discrete":
         return DiscreteLoss(t.loss_dt)
@@ -458,7 +459,7 @@ def check_compute_dtype(spec: SweepSpec) -> None:
     says float64."""
     import jax
 
-    if spec.train.dtype == "float64" and not jax.config.jax_enable_x64:
+    if spec.train.dtype == "float64" and not jax.config.read("jax_enable_x64"):
         raise ValueError(
             "train.dtype = \"float64\" needs jax's 64-bit mode: call jax.config.update(\"jax_enable_x64\", True) "
             "before run_sweep (the CLI does), or set train.dtype = \"float32\""

@@ -216,7 +216,7 @@ class SweepSpec:
     def to_raw(self) -> dict:
         """The config as TOML-shaped data (lists, no None): `spec_from_dict(spec.to_raw())` gives `spec` back."""
 
-        def plain(v):
+        def plain(v) -> Any:
             if isinstance(v, (tuple, list)):
                 return [plain(x) for x in v]
             if isinstance(v, dict):
