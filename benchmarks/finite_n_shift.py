@@ -1,7 +1,7 @@
 """Finite-N shift of the sigma = 0 learning time, from each network's own exact 8-ODE.
 
 At sigma = 0 the N-dimensional gradient flow is exactly the 8-ODE started from the network's own
-(u0, v0) (THEORY.md s5; checked against full simulations to 3e-5 at N = 64 and 1e-5 at N = 256 in
+(u0, v0) (docs/concepts.md §5; checked against full simulations to 3e-5 at N = 64 and 1e-5 at N = 256 in
 docs/sweep.md), so the distribution of t_learn over seeds at any N costs one vmapped 8-ODE solve.
 This prints the seed mean and spread of t_learn at each N against the N -> inf value, with the
 standard error of the mean.

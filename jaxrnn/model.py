@@ -1,4 +1,4 @@
-"""The canonical linear RNN (THEORY.md section 1) and populations of them.
+"""The canonical linear RNN (docs/concepts.md §1) and populations of them.
 
     dh/dt = -h + W h + u x(t),      y(t) = s_N v.h(t),
 
@@ -91,7 +91,7 @@ def init_network(
     """Draw W0_ij ~ N(0, sigma^2/N), u_i, v_i ~ N(0, 1).
 
     W0 = sigma * Z / sqrt(N) with Z independent of sigma, so one key gives the same Z at every sigma.
-    With `rescale_v`, v is rescaled so |v| = |u| (the symmetric case of THEORY.md section 5).
+    With `rescale_v`, v is rescaled so |v| = |u| (the symmetric case of docs/concepts.md §5).
     """
     dtype = dtype or jnp.result_type(float)
     kW, ku, kv = jax.random.split(key, 3)

@@ -4,7 +4,7 @@ Every target in jaxrnn is a finite sum of (complex) exponentials, stored as real
 population of targets with different decay rates c and frequencies w is one PyTree with a leading
 network axis. The leaky integrator is one real pole (r = 1, s = c); the damped oscillator
 exp(-c tau) cos(w tau) = Re exp(-(c - i w) tau) is one complex pole (r = 1, s = c - i w).
-See THEORY.md section 1.
+See docs/concepts.md §1.
 """
 
 from __future__ import annotations
