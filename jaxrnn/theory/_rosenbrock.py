@@ -138,7 +138,7 @@ def _rodas4_step(field, rates, y, h, args):
     return base + ks[4] + ks[5], ks[5], fac[2]
 
 
-def rodas4_batch(field, rates, y0, args, ts, *, rtol, atol, max_steps, lanes=128, max_iterations=None):
+def rodas4_batch(field, rates, y0, args, ts, *, rtol, atol, max_steps, n_saves=None, lanes=128, max_iterations=None):
     """Integrate dy/dt = f(y, args) for every cell, saving at the cell's own times.
 
     **Arguments:**
@@ -147,6 +147,8 @@ def rodas4_batch(field, rates, y0, args, ts, *, rtol, atol, max_steps, lanes=128
       arrays (structure of arrays: every scalar of every lane's cell is one contiguous row).
     - `y0`: (cells, n) initial states; `args`: pytree with a LEADING cells axis.
     - `ts`: (cells, T) strictly increasing save times per cell; integration starts at ts[:, 0].
+    - `n_saves`: (cells,) number of valid save times per cell (default T); later entries are ignored
+      (padding, so that grids with different T can share one compiled program).
     - `rtol`, `atol`: per-step error test RMS(err / (atol + rtol max(|y|, |y_new|))) <= 1.
     - `max_steps`: attempted steps per cell; `lanes`: cells advanced together.
 
@@ -160,6 +162,8 @@ def rodas4_batch(field, rates, y0, args, ts, *, rtol, atol, max_steps, lanes=128
     # one padding cell (index B) for idle lanes; its writes land in a row that is dropped
     pad = lambda x: jnp.concatenate([x, x[:1]], 0)
     y0p, tsp, argsp = pad(y0), pad(ts), jax.tree.map(pad, args)
+    nT = pad(jnp.full(B, T, jnp.int32) if n_saves is None else jnp.asarray(n_saves, jnp.int32))
+    t_end = jnp.take_along_axis(tsp, (nT - 1)[:, None], 1)[:, 0]
     tiny = jnp.finfo(dtype).eps
     rows = lambda Y: [Y[:, m] for m in range(n)]
     lane_args = lambda cell: jax.tree.map(lambda x: jnp.moveaxis(x[cell], 0, -1), argsp)
@@ -176,7 +180,7 @@ def rodas4_batch(field, rates, y0, args, ts, *, rtol, atol, max_steps, lanes=128
     f0 = _as_array(field(rows(y0p), lane_args(allc), False)[0], y0r[0])
     d0, d1 = rms(scaled(y0r, y0r, y0r)), rms(scaled(f0, y0r, y0r))
     h0 = jnp.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / jnp.maximum(d1, tiny))
-    h0 = jnp.minimum(h0, 1e-2 * (tsp[:, -1] - tsp[:, 0]))
+    h0 = jnp.minimum(h0, 1e-2 * (t_end - tsp[:, 0]))
 
     cells0 = jnp.arange(L, dtype=jnp.int32)
     out = jnp.full((B + 1, T, n), jnp.nan, dtype).at[:, 0].set(y0p)
@@ -211,8 +215,8 @@ def rodas4_batch(field, rates, y0, args, ts, *, rtol, atol, max_steps, lanes=128
         out = s["out"].at[row, jnp.minimum(k, T - 1)].set(Y.T)
         k = k + saved.astype(k.dtype)
         nst = s["nst"] + 1
-        finished = k >= T
-        failed = (nst >= max_steps) | ~jnp.isfinite(h_new) | (h_new <= 1e-14 * jnp.abs(tsp[cell, -1]) + tiny)
+        finished = k >= nT[cell]
+        failed = (nst >= max_steps) | ~jnp.isfinite(h_new) | (h_new <= 1e-14 * jnp.abs(t_end[cell]) + tiny)
         done = finished | failed | (cell >= B)
         wr = jnp.where(done & (cell < B), cell, B)
         ok = s["ok"].at[wr].set(finished)
