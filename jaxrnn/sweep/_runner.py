@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..results import network_arrays
 from ._grid import Chunk, Plan, check_budget, estimate, plan_sweep
 from ._spec import AXES, ConfigError, SweepSpec
 from ._store import StoreError, array_names, check_store_path, done_mask, open_store, store_id, verify_cells, write_cells
@@ -217,28 +218,13 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, cells: np.ndarray, mesh, *, loss_ob
         keep_spectra=bool(len(si)),
         callback=callback,
     )
-    cut = lambda x: np.asarray(x)[:n_real].reshape((len(cells), S) + np.shape(x)[1:])
-    sigma = net["sigma"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lazy = np.where(sigma > 0, np.asarray(res.dW_op)[:n_real, -1] / sigma, np.nan)
-    out = {
-        "loss": cut(res.loss),
-        "outlier": cut(res.outlier),
-        "dW_op": cut(res.dW_op),
-        "charge_drift": cut(res.charge_drift),
-        "uv": cut(res.uv),
-        "t_learn": cut(res.t_learn),
-        "t_learn_eigenvalue": cut(res.t_learn_eigenvalue),
-        "steps_to_learn": cut(res.steps_to_learn),
-        "dW_op_over_sigma": lazy.reshape(len(cells), S),
-        "status": cut(res.status).astype(np.int8),
-        "diverged_step": cut(res.diverged_step).astype(np.int64),
-    }
-    if len(si):
-        ev = np.asarray(res.eigenvalues)[:n_real][:, si, :]
-        pad = np.full(ev.shape[:2] + (max(spec.grid.N),), np.nan + 1j * np.nan, dtype=np.result_type(ev.dtype, np.complex64))
+    arrays = network_arrays(res, sigma=netp["sigma"], spectrum_index=si if len(si) else None)
+    out = {k: v[:n_real].reshape((len(cells), S) + v.shape[1:]) for k, v in arrays.items()}
+    if "spectrum" in out:  # NaN-padded to the largest N of the grid
+        ev = out["spectrum"]
+        pad = np.full(ev.shape[:-1] + (max(spec.grid.N),), np.nan + 1j * np.nan, dtype=np.result_type(ev.dtype, np.complex64))
         pad[..., :N] = ev
-        out["spectrum"] = pad.reshape((len(cells), S) + pad.shape[1:])
+        out["spectrum"] = pad
     if theory_supported(spec):
         out.update(_theory_own_ic(spec, chunk, model, targets, netp, n_real, len(cells), S, quiet))
     return out
