@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..observables import outlier_eigenvalue
+from ..targets import ExponentialSum
 from ._result import make_result
 
 __all__ = ["fock_space", "solve_fock"]
@@ -76,13 +77,15 @@ def solve_fock(target, sigma, ts, *, eta=1.0, depth=1, tail=12, rtol=1e-8, atol=
     theta0 = np.zeros(d * d + 2 * d)
     theta0[d * d] = 1.0  # a = Omega_1
     theta0[d * d + d + d // 2] = 1.0  # b = Omega_2
-    dtype = jnp.asarray(ts).dtype
+    dtype = jnp.float64
+    kind = target.kind  # the flow does not depend on it: one compiled program serves every kind
+    target = ExponentialSum(*(jnp.asarray(x, dtype) for x in (target.r_re, target.r_im, target.s_re, target.s_im)), kind="sum")
     # _krylov_flow uses u = sqrt(D) E a, v = sqrt(D) E b with readout 1/D: k = b^T E^T e^{(W-I)t} E a.
     ys, W, loss, ok, n = _krylov_flow(jnp.asarray(C, dtype), jnp.asarray(E, dtype), jnp.asarray(theta0, dtype), target,
                                       jnp.asarray(eta, dtype), jnp.asarray(ts, dtype), rtol, atol, max_steps, doublings)
     ev = np.linalg.eigvals(np.asarray(W))
     outside = np.where(np.abs(ev) > sigma * (1 + 1e-6), ev, -np.inf)
     ev = np.concatenate([outside, np.full(ev.shape[:-1] + (1,), sigma + 0j)], -1)
-    out = dict(loss=np.asarray(loss), outlier=outlier_eigenvalue(ev, target.kind), ok=np.asarray(ok),
+    out = dict(loss=np.asarray(loss), outlier=outlier_eigenvalue(ev, kind), ok=np.asarray(ok),
                num_steps=np.asarray(n), theta=np.asarray(ys), dim=d, fock_dim=D)
     return make_result(ts, out, "fock", threshold)

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..loss import population_loss_and_grad
 from ..model import LinearRNN
+from ..targets import ExponentialSum
 from ..observables import outlier_eigenvalue
 from ._result import make_result
 
@@ -103,12 +104,15 @@ def solve_krylov(target, network, ts, *, eta=1.0, depth=0, rtol=1e-8, atol=1e-10
     sq = np.sqrt(N)
     theta0 = np.concatenate([np.zeros(d * d), Q.T @ np.asarray(network.u) / sq, Q.T @ np.asarray(network.v) / sq])
     dtype = jnp.float64
-    target = jax.tree.map(lambda x: jnp.asarray(x, dtype), target)
+    # float64 arrays, kind dropped (the flow does not depend on it: one compiled program for every kind)
+    target = ExponentialSum(*(jnp.asarray(x, dtype) for x in (target.r_re, target.r_im, target.s_re, target.s_im)), kind=target.kind)
+    kind = target.kind
+    target = ExponentialSum(target.r_re, target.r_im, target.s_re, target.s_im, kind="sum")
     ys, W, loss, ok, n = _krylov_flow(jnp.asarray(network.W, dtype), jnp.asarray(Q, dtype), jnp.asarray(theta0, dtype), target,
                                       jnp.asarray(eta, dtype), jnp.asarray(ts, dtype), rtol, atol, max_steps, doublings)
     W = np.asarray(W)
     out = dict(
-        loss=np.asarray(loss), outlier=outlier_eigenvalue(np.linalg.eigvals(W), target.kind), ok=np.asarray(ok),
+        loss=np.asarray(loss), outlier=outlier_eigenvalue(np.linalg.eigvals(W), kind), ok=np.asarray(ok),
         num_steps=np.asarray(n), theta=np.asarray(ys), dim=d,
         ritz=np.linalg.eigvals(np.einsum("ia,tij,jb->tab", Q, W, Q)),
     )
