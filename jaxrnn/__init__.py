@@ -33,6 +33,8 @@ except PackageNotFoundError:  # pragma: no cover
     __version__ = "0.0.0"
 
 from .train import (
+    AbstractLoss as AbstractLoss,
+    AbstractMethod as AbstractMethod,
     DiscreteLoss as DiscreteLoss,
     ExactLoss as ExactLoss,
     FiniteHorizonLoss as FiniteHorizonLoss,

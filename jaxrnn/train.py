@@ -362,6 +362,8 @@ def _log_steps(steps, n_log, log_steps):
         if ls.size == 0 or ls[0] < 0 or ls[-1] > steps:
             raise ValueError(f"log_steps must lie in [0, steps={steps}], got {log_steps}")
         return ls if ls[0] == 0 else np.concatenate([[0], ls])
+    if n_log is None:
+        n_log = min(101, steps + 1)
     if isinstance(n_log, bool) or not isinstance(n_log, numbers.Integral) or not 2 <= n_log <= steps + 1:
         raise ValueError(f"n_log must be an integer in [2, steps + 1 = {steps + 1}], got {n_log!r}")
     return np.unique(np.round(np.linspace(0, steps, n_log)).astype(np.int64))
@@ -416,7 +418,7 @@ def train(
     method: AbstractMethod | None = None,
     loss: AbstractLoss | None = None,
     steps: int,
-    n_log: int = 101,
+    n_log: int | None = None,
     log_steps=None,
     trainable=TRAINABLE,
     keys=None,
@@ -435,7 +437,7 @@ def train(
       `GradientDescent()` or `OptaxOptimizer`.
     - `loss`: an `AbstractLoss`: `ExactLoss()` (default), `FiniteHorizonLoss`, `DiscreteLoss`, `SampledLoss`.
     - `steps`: number of steps (positive integer); `n_log` evenly spaced log points (an integer in
-      [2, steps + 1]), or explicit `log_steps` in [0, steps].
+      [2, steps + 1]; default min(101, steps + 1)), or explicit `log_steps` in [0, steps].
     - `trainable`: non-empty subset of ("W", "u", "v").
     - `keys`: per-network PRNG keys for sampled noise, shape (M,) (default `fold_in(key(noise_seed), i)`).
     - `compute_spectra`: eigenvalues of W at log points on the host (numpy), off the jitted path;
