@@ -125,17 +125,20 @@ def init_outlier_tracker(W0, u=None, v=None, *, bulk_radius=None) -> OutlierStat
     return OutlierState(Q, jnp.asarray(r, dtype))
 
 
-def track_outlier(W, state: OutlierState, kind: str = "integrator", *, iterations: int = 30,
+def track_outlier(W, state: OutlierState, kind: str = "integrator", *, iterations: int = 30, tau: float = 4.0,
                   margin: float | None = None, tol: float = 1e-3):
-    """The outlier eigenvalue of W by warm-started block subspace iteration (matmuls only, jittable).
+    """The outlier eigenvalue of W by warm-started block subspace iteration (jittable, vmappable).
 
-    Q <- orth(W Q) `iterations` times from `state.Q` (N x 2: a real outlier and the next eigenvalue, or a
-    conjugate pair), then Rayleigh-Ritz: the Ritz values of H = Q^T W Q in closed form,
+    Q <- orth(E Q) `iterations` times from `state.Q` (N x 2: a real outlier and the next eigenvalue, or a
+    conjugate pair) with E = expm(tau (W - I)) (one expm per call; its Pade step has one LU, no eig):
+    |e^(tau lambda)| = e^(tau Re lambda), so E's dominant eigenvalues are W's rightmost ones (the outlier
+    as `outlier_eigenvalue` defines it), whatever the moduli of the others (powers of W itself would
+    find a large negative or complex eigenvalue instead), converging at e^(-tau (Re l1 - Re l3)) per step.
+    Then Rayleigh-Ritz with W: the Ritz values of H = Q^T W Q in closed form,
     theta = tr/2 + sqrt(tr^2/4 - det) (the larger real part, or the member with Im >= 0 of a complex
     pair; for `kind="oscillator"` and `"integrator"` alike this is the outlier's convention of
     `outlier_eigenvalue`), its Ritz vector y = Q s with H s = theta s, and the relative residual
-    |W y - theta y| / (|theta| |y|). The dominant eigenvalue of W is the outlier when that lies outside
-    the bulk (|z| <= r_b): the iteration converges at |bulk| / |outlier| per step.
+    |W y - theta y| / (|theta| |y|).
 
     Returns (eigenvalue (complex), new_state, separated, residual). `separated` is True only when
     |theta| > (1 + margin) r_b (clearly outside the bulk) and the residual is below `tol` (converged):
@@ -148,7 +151,8 @@ def track_outlier(W, state: OutlierState, kind: str = "integrator", *, iteration
         raise ValueError(f"kind must be 'integrator', 'oscillator' or 'sum', got {kind!r}")
     dtype = W.dtype
     cdtype = jnp.result_type(dtype, jnp.complex64)
-    Q = jax.lax.fori_loop(0, iterations, lambda _, Q: _orth2(W @ Q), state.Q)
+    E = jax.scipy.linalg.expm(tau * (W - jnp.eye(W.shape[-1], dtype=dtype)))
+    Q = jax.lax.fori_loop(0, iterations, lambda _, Q: _orth2(E @ Q), state.Q)
     WQ = W @ Q
     H = Q.T @ WQ
     half_tr, det = 0.5 * (H[0, 0] + H[1, 1]), H[0, 0] * H[1, 1] - H[0, 1] * H[1, 0]

@@ -88,3 +88,15 @@ def test_eigenvalue_learning_time_ignores_unseparated_points():
     assert eigenvalue_learning_time(t, outlier, 0.6)[0] == 0.0
     assert np.isnan(eigenvalue_learning_time(t, outlier, 0.6, valid=np.zeros((1, 3), bool))[0])
     np.testing.assert_allclose(eigenvalue_learning_time(t, outlier, 0.6, valid=np.array([[False, True, True]]))[0], 1.0)
+
+
+def test_rightmost_not_largest_modulus():
+    """A large negative eigenvalue (-5, allowed: W - I stays Hurwitz) besides the outlier 0.7: the tracker
+    reports the rightmost one, as `outlier_eigenvalue` does (powers of W would find -5)."""
+    net = jaxrnn.init_network(48, 0.3, jax.random.key(5))
+    Q = jnp.linalg.qr(jnp.stack([net.u, net.v], -1))[0]
+    W = net.W - net.W @ Q @ Q.T + Q @ jnp.diag(jnp.array([0.7, -5.0])) @ Q.T
+    ref = outlier_eigenvalue(np.linalg.eigvals(np.asarray(W))[None].astype(complex), "integrator")[0]
+    assert abs(ref - 0.7) < 1e-10
+    theta, _, separated, residual = track(W, init_outlier_tracker(net.W), "integrator", iterations=60)
+    assert abs(complex(theta) - ref) <= 1e-10 and bool(separated)
