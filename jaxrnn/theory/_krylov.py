@@ -31,6 +31,7 @@ from ..loss import population_loss_and_grad
 from ..model import LinearRNN
 from ..targets import ExponentialSum
 from ..observables import outlier_eigenvalue
+from ._ode import integrate
 from ._result import make_result
 
 __all__ = ["krylov_basis", "solve_krylov"]
@@ -73,14 +74,11 @@ def _krylov_flow(W0, Q, theta0, target, eta, ts, rtol, atol, max_steps, doubling
         _, g, _ = population_loss_and_grad(LinearRNN(W, u, v), target, doublings=doublings)
         return -eta * jnp.concatenate([(Q.T @ g.W @ Q).reshape(-1), sq * Q.T @ g.u, sq * Q.T @ g.v])
 
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(rhs), diffrax.Dopri8(), t0=ts[0], t1=ts[-1], dt0=None, y0=theta0,
-        saveat=diffrax.SaveAt(ts=ts), stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps, throw=False,
-    )
-    W, u, v = jax.vmap(unpack)(sol.ys)
+    ys, ok, n = integrate(rhs, theta0, None, ts, rtol=rtol, atol=atol, max_steps=max_steps, solver=diffrax.Dopri8(),
+                          pcoeff=0.0, icoeff=1.0)
+    W, u, v = jax.vmap(unpack)(ys)
     loss = jax.vmap(lambda W, u, v: population_loss_and_grad(LinearRNN(W, u, v), target, doublings=doublings)[0])(W, u, v)
-    return sol.ys, W, loss, sol.result == diffrax.RESULTS.successful, sol.stats["num_steps"]
+    return ys, W, loss, ok, n
 
 
 def solve_krylov(target, network, ts, *, eta=1.0, depth=0, rtol=1e-8, atol=1e-10, max_steps=100_000, threshold=1e-2, doublings=24):

@@ -1,4 +1,5 @@
-"""One diffrax call shared by every reduced ODE: stiff-aware, float64-ready, errors as data."""
+"""The one `diffeqsolve` call of the theory package (Kvaerno5 cells, Krylov/Fock flows, the reference flow):
+errors as data. (The sigma = 0 grids use the batched Rodas4 of `_rosenbrock` instead.)"""
 
 from __future__ import annotations
 

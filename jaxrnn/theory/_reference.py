@@ -17,6 +17,7 @@ from ..loss import population_loss_and_grad
 from ..model import LinearRNN
 from ..observables import outlier_eigenvalue
 from ..targets import ExponentialSum
+from ._ode import integrate
 
 __all__ = ["reference_flow"]
 
@@ -29,21 +30,11 @@ def _flow(network, target, eta, ts, rtol, atol, max_steps, doublings):
         _, g, _ = population_loss_and_grad(LinearRNN(W, u, v), target, doublings=doublings)
         return (-eta * g.W, -eta * N * g.u, -eta * N * g.v)
 
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(rhs),
-        diffrax.Dopri8(),
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=None,
-        y0=(network.W, network.u, network.v),
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
-        throw=False,
-    )
-    W, u, v = sol.ys
+    ys, ok, n = integrate(rhs, (network.W, network.u, network.v), None, ts, rtol=rtol, atol=atol,
+                          max_steps=max_steps, solver=diffrax.Dopri8(), pcoeff=0.0, icoeff=1.0)
+    W, u, v = ys
     loss = jax.vmap(lambda W, u, v: population_loss_and_grad(LinearRNN(W, u, v), target, doublings=doublings)[0])(W, u, v)
-    return W, u, v, loss, sol.result == diffrax.RESULTS.successful, sol.stats["num_steps"]
+    return W, u, v, loss, ok, n
 
 
 _flow_jit = jax.jit(_flow, static_argnames=("max_steps", "doublings"))
