@@ -4,7 +4,9 @@
 - sigma > 0, finite N: the block-Krylov (Galerkin) reduction of depth k around a given W0, u0, v0.
 - sigma > 0, N -> inf: the deterministic Fock-space limit of the block-Krylov reduction.
 
-`solve(target, t1=..., ...)` returns the trainer's observables (`t`, `loss`, `outlier`, `t_learn`).
+`solve(target, theory, t1=..., ...)` with `theory` = `Sigma0()`, `Krylov(depth)` or `Fock(depth)` (or inferred
+from sigma, network and depth) returns the trainer's observables (`t`, `loss`, `outlier`, `t_learn`, `ok`), in
+float64 whatever the global x64 flag. sigma = 0 grids run through a batched Rodas4 work queue (`_rosenbrock`).
 """
 
 from ._reference import reference_flow as reference_flow
