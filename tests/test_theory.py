@@ -47,7 +47,7 @@ def test_eight_ode_matches_full_flow(N, kind, t1):
     """Acceptance: 8-ODE vs full N-dim flow at sigma = 0, same initial condition: <= 1e-6 relative."""
     net = init_network(N, 0.0, jax.random.key(0))
     target = leaky_integrator(0.1) if kind == "integrator" else damped_oscillator(0.1, 1.0)
-    ts = np.linspace(0.0, t1, 31)
+    ts = np.linspace(0.0, t1, 61)
     ref = theory.reference_flow(net, target, ts, rtol=1e-11, atol=1e-11)
     th = theory.solve(target, network=net, ts=ts, t1=t1, rtol=1e-11, atol=1e-13)
     assert ref["ok"] and th.ok
@@ -141,7 +141,7 @@ def test_krylov_basis_dimension_and_orthonormality():
 def test_krylov_depth0_at_sigma0_is_the_8ode():
     """Galerkin flow with the right metric: at sigma = 0, depth 0 reproduces the 8-ODE."""
     net = init_network(16, 0.0, jax.random.key(4))
-    ts = np.linspace(0.0, 2.0, 31)
+    ts = np.linspace(0.0, 2.0, 61)
     target = leaky_integrator(0.1)
     a = theory.solve(target, network=net, ts=ts, t1=2.0, rtol=1e-11, atol=1e-13)
     b = solve_krylov(target, net, ts, depth=0, rtol=1e-11, atol=1e-11)
@@ -165,7 +165,7 @@ def test_fock_model_is_the_large_n_limit_of_the_krylov_compression():
 
 
 def test_fock_at_sigma0_is_the_infinite_n_8ode():
-    ts = np.linspace(0.0, 3.0, 31)
+    ts = np.linspace(0.0, 3.0, 61)
     a = theory.solve(leaky_integrator(0.1), ts=ts, t1=3.0, rtol=1e-11, atol=1e-13)
     b = solve_fock(leaky_integrator(0.1), 0.0, ts, depth=0, tail=2, rtol=1e-11, atol=1e-11)
     assert np.max(np.abs(a.loss - b.loss) / a.loss) <= 1e-7
