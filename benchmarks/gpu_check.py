@@ -16,6 +16,8 @@ Sections (all through jaxrnn's public API; `--sections` picks some):
   powers of F), the resolvent solves (2 complex LUs per target pole) and the O P product of the adjoint gradient.
 - `sweep`: 10^4 networks x N = 128 x 10^3 exact GradientDescent steps in one `train` call (11 log points);
   wall time excluding compile (a warm call) and including it (plus the first, compiling call of the same shapes).
+  If a 5-step probe projects more than `sweep_cap_s` (100 s), fewer steps run and the times are scaled to 10^3
+  steps (`extrapolated: true`, `steps_run` in the JSON).
 - `theory`: `jaxrnn.theory.solve` over a sigma = 0 grid of 2000 cells, c log-spaced in [0.01, 0.3], t in [0, 3],
   61 save times, rtol 1e-8 (float64): cells/s of a warm call, first call apart.
 `--budget` seconds (default 270; 50 with --small) bounds the run: the grid's remaining cells (all but the first of
@@ -45,8 +47,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 C, SIGMA, ETA = 0.1, 0.1, 0.02
 SAMPLED = dict(dt=0.1, batch=16, steps=200)
 FULL = dict(peak_n=8192, Ns=(64, 128, 256), Ms=(512, 2048, 8192), sweep=(10_000, 128, 1000), theory_cells=2000,
-            target_s=1.0, budget=270.0, sampled=SAMPLED)
+            target_s=1.0, budget=270.0, sweep_cap_s=100.0, sampled=SAMPLED)
 SMALL = dict(peak_n=512, Ns=(8, 16), Ms=(32, 64), sweep=(32, 8, 20), theory_cells=8, target_s=0.05, budget=50.0,
+             sweep_cap_s=20.0,
              sampled=dict(dt=0.1, batch=4, steps=20))
 SECTIONS = ("peak", "grid", "sweep", "theory")
 
@@ -111,6 +114,12 @@ def grid_cell(mode: str, N: int, M: int, cfg: dict) -> dict:
     first, res = timed(lambda: _train(model, target, loss, 1))  # compile + set-up + one step + two monitors
     t1, _ = timed(lambda: _train(model, target, loss, 1))
     n = int(min(10_000, max(1, round(cfg["target_s"] / max(t1 / 3, 1e-6)))))
+    for _ in range(6):  # grow n until the n steps clearly outweigh a call's fixed cost (monitors, dispatch)
+        t1, _ = timed(lambda: _train(model, target, loss, 1))
+        tn, _ = timed(lambda: _train(model, target, loss, 1 + n))
+        if tn - t1 > max(0.5 * t1, cfg["target_s"] / 2) or n >= 100_000:
+            break
+        n *= 4
     best = math.inf
     for _ in range(2):
         t1, _ = timed(lambda: _train(model, target, loss, 1))
@@ -126,23 +135,26 @@ def grid_cell(mode: str, N: int, M: int, cfg: dict) -> dict:
 
 
 def grid(cfg: dict, deadline: float, modes=("exact", "sampled")) -> list:
-    """The first cell of each mode always runs; later cells only before `deadline`."""
-    rows = []
-    for mode in modes:
-        for N in cfg["Ns"]:
-            oom = False
-            for M in cfg["Ms"]:
+    """Sizes in increasing order, both losses at each; the first cell of each loss always runs, later cells only
+    before `deadline`; an OOM skips the larger M of that (loss, N)."""
+    rows, oom = [], set()
+    for N in cfg["Ns"]:
+        for M in cfg["Ms"]:
+            for mode in modes:
                 first = N == cfg["Ns"][0] and M == cfg["Ms"][0]
-                if oom or (time.perf_counter() > deadline and not first):
-                    rows.append(dict(mode=mode, N=N, M=M, status="skipped (oom at smaller M)" if oom else "skipped (budget)"))
+                if (mode, N) in oom or (time.perf_counter() > deadline and not first):
+                    status = "skipped (oom at smaller M)" if (mode, N) in oom else "skipped (budget)"
+                    rows.append(dict(mode=mode, N=N, M=M, status=status))
                     continue
                 try:
                     rows.append(grid_cell(mode, N, M, cfg))
                 except Exception as e:  # noqa: BLE001 - an OOM (or a failure) is a result, the check goes on
-                    oom = is_oom(e)
-                    rows.append(dict(mode=mode, N=N, M=M, status="oom" if oom else f"error: {str(e).splitlines()[0][:200]}"))
+                    if is_oom(e):
+                        oom.add((mode, N))
+                    rows.append(dict(mode=mode, N=N, M=M,
+                                     status="oom" if is_oom(e) else f"error: {str(e).splitlines()[0][:200]}"))
                 print(_grid_line(rows[-1]), flush=True)
-    return rows
+    return sorted(rows, key=lambda r: (r["mode"] != "exact", r["N"], r["M"]))
 
 
 def _grid_line(r):
@@ -159,14 +171,21 @@ def sweep(cfg: dict) -> dict:
     model = jaxrnn.init_population(N=N, sigma=SIGMA, seed=0, indices=M, dtype=jnp.float32)
     loss = jaxrnn.ExactLoss()
     cold, _ = timed(lambda: _train(model, target, loss, 1, n_log=2))  # compiles the shapes the sweep uses
-    warm, res = timed(lambda: _train(model, target, loss, steps, n_log=11))
+    t1, _ = timed(lambda: _train(model, target, loss, 1, n_log=2))
+    t5, _ = timed(lambda: _train(model, target, loss, 6, n_log=2))
+    per_step = max(t5 - t1, 1e-9) / 5
+    run = steps
+    if per_step * steps > cfg["sweep_cap_s"]:  # keep the check within its budget: run a part, scale it (flagged)
+        run = max(10, int(cfg["sweep_cap_s"] / per_step))
+    warm, res = timed(lambda: _train(model, target, loss, run, n_log=11))
+    scale = steps / run
     K = exact_doublings(target)
     fl = exact_step_flops(N, K) * M * steps
     L = np.asarray(res.loss)
-    return dict(M=M, N=N, steps=steps, method="GradientDescent", eta=ETA, loss="ExactLoss()", wall_excl_compile_s=warm,
-                wall_incl_compile_s=cold + warm, first_call_s=cold, net_steps_per_s=M * steps / warm,
-                achieved_gflops=fl / warm / 1e9, loss_drop_median=float(np.nanmedian(L[:, 0] / L[:, -1])),
-                status="ok")
+    return dict(M=M, N=N, steps=steps, steps_run=run, extrapolated=run < steps, method="GradientDescent", eta=ETA,
+                loss="ExactLoss()", wall_excl_compile_s=warm * scale, wall_incl_compile_s=cold + warm * scale,
+                first_call_s=cold, net_steps_per_s=M * steps / (warm * scale), achieved_gflops=fl / (warm * scale) / 1e9,
+                loss_drop_median=float(np.nanmedian(L[:, 0] / L[:, -1])), status="ok")
 
 
 def theory(cfg: dict) -> dict:
@@ -197,11 +216,14 @@ def main(argv=None) -> int:
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     ap.add_argument("--modes", default="exact,sampled", help="grid losses: exact, sampled or both")
     ap.add_argument("--budget", type=float, default=None, help="seconds before the grid's remaining cells are skipped")
+    ap.add_argument("--sweep-cap", type=float, default=None, help="seconds the sweep may run before it is scaled")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/data/gpu_check[_small].json)")
     args = ap.parse_args(argv)
     cfg = dict(SMALL if args.small else FULL)
     if args.budget is not None:
         cfg["budget"] = args.budget
+    if args.sweep_cap is not None:
+        cfg["sweep_cap_s"] = args.sweep_cap
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
@@ -274,7 +296,8 @@ def table(result, ref):
         lines.append(f"grid: {g.get('status')}")
     s = result.get("sweep")
     if s and s.get("status") == "ok":
-        lines += ["", f"sweep {s['M']} networks x N = {s['N']} x {s['steps']} exact steps: "
+        ex = f" (extrapolated from {s['steps_run']} steps)" if s.get("extrapolated") else ""
+        lines += ["", f"sweep {s['M']} networks x N = {s['N']} x {s['steps']} exact steps{ex}: "
                       f"{s['wall_excl_compile_s']:.1f} s excl. compile, {s['wall_incl_compile_s']:.1f} s incl. "
                       f"({s['net_steps_per_s']:.0f} net-steps/s, {s['achieved_gflops']:.1f} GFLOP/s counted)"]
     elif s:
