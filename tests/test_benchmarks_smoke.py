@@ -37,7 +37,7 @@ def test_exact_step_flop_count():
 def test_gpu_check_small_and_peer_comparison(tmp_path):
     gc_out, cp_out = tmp_path / "gpu_check.json", tmp_path / "peers.json"
     gc = subprocess.Popen([sys.executable, os.path.join(BENCH, "gpu_check.py"), "--small", "--sections",
-                           "peak,sweep,grid", "--modes", "exact", "--out", str(gc_out)],
+                           "peak,sweep,grid", "--modes", "exact", "--budget", "0", "--out", str(gc_out)],
                           env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     cp = subprocess.Popen([sys.executable, os.path.join(BENCH, "compare_peers.py"), "--configs", "b:8:8", "--reps", "1",
                            "--target", "0.02", "--no-torch", "--core", "-1", "--out", str(cp_out)],
