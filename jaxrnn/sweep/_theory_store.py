@@ -95,7 +95,8 @@ def run_theory_sweep(spec: SweepSpec, store_path, *, fresh: bool = False, quiet:
                 targets = jax.tree.map(lambda x: x[0], targets)
                 eta = float(eta[0])
             with _theory_status(quiet, what):
-                res = theory.solve(targets, t1=float(ts[-1]), eta=eta, ts=ts, sigma=float(sigma), depth=depth,
+                choice = theory.Sigma0(symmetric=True) if sigma == 0 else theory.Fock(depth)
+                res = theory.solve(targets, choice, t1=float(ts[-1]), eta=eta, ts=ts, sigma=float(sigma),
                                    rtol=spec.theory.rtol, atol=spec.theory.atol)
             n = len(sel)
             ok = np.asarray(res.ok).reshape(n)
