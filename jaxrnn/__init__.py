@@ -1,49 +1,89 @@
-"""jaxrnn: train thousands of linear RNNs at once, with the theory of how they learn beside them."""
+"""jaxrnn: train thousands of linear RNNs at once, with the theory of how they learn beside them.
 
-import os as _os
+Importing jaxrnn has no side effects: the public names below are loaded on first use (PEP 562), so
+`import jaxrnn` neither imports JAX nor touches the environment. (The `jaxrnn` command sets
+OPENBLAS_NUM_THREADS=1 for its own process before numpy loads: jaxlib's CPU LAPACK kernels call a
+multithreaded OpenBLAS once per small matrix of a vmapped batch, and on a busy machine its spinning
+threads made a 64x64 solve 100x slower. In your own scripts, set it yourself if that applies.)
+"""
 
-# jaxlib's CPU LAPACK kernels (the LU behind every solve) call a multithreaded OpenBLAS once per
-# small matrix of a vmapped batch; its spinning threads gain nothing there and, on a busy machine,
-# made a 64x64 solve 100x slower (measured: 0.7 ms alone, 170-240 ms beside two other busy processes).
-# A default only: an explicit OPENBLAS_NUM_THREADS wins, and it acts only if numpy is not loaded yet.
-_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version as _version  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING
 
-from .loss import (
-    discrete_loss as discrete_loss,
-    finite_horizon_loss as finite_horizon_loss,
-    population_loss as population_loss,
-    population_loss_and_grad as population_loss_and_grad,
-    sampled_loss as sampled_loss,
-)
-from .lyapunov import gramians as gramians, solve_lyapunov as solve_lyapunov, solve_stein as solve_stein
-from .model import LinearRNN as LinearRNN, init_network as init_network, init_population as init_population
-from .targets import (
-    ExponentialSum as ExponentialSum,
-    damped_oscillator as damped_oscillator,
-    exponential_sum as exponential_sum,
-    leaky_integrator as leaky_integrator,
-    perfect_integrator as perfect_integrator,
-)
+# public name -> defining module
+_EXPORTS = {
+    "discrete_loss": "loss",
+    "finite_horizon_loss": "loss",
+    "population_loss": "loss",
+    "population_loss_and_grad": "loss",
+    "sampled_loss": "loss",
+    "gramians": "lyapunov",
+    "solve_lyapunov": "lyapunov",
+    "solve_stein": "lyapunov",
+    "LinearRNN": "model",
+    "init_network": "model",
+    "init_population": "model",
+    "ExponentialSum": "targets",
+    "damped_oscillator": "targets",
+    "exponential_sum": "targets",
+    "leaky_integrator": "targets",
+    "perfect_integrator": "targets",
+    "AbstractLoss": "train",
+    "AbstractMethod": "train",
+    "DiscreteLoss": "train",
+    "ExactLoss": "train",
+    "FiniteHorizonLoss": "train",
+    "GradientDescent": "train",
+    "GradientFlow": "train",
+    "OptaxOptimizer": "train",
+    "SampledLoss": "train",
+    "StiffFlow": "train",
+    "TrainResult": "train",
+    "train": "train",
+    "learning_time": "observables",
+    "outlier_eigenvalue": "observables",
+}
+__all__ = sorted(_EXPORTS) + ["__version__"]
 
-try:
-    __version__ = _version("jaxrnn")
-except PackageNotFoundError:  # pragma: no cover
-    __version__ = "0.0.0"
 
-from .train import (
-    AbstractLoss as AbstractLoss,
-    AbstractMethod as AbstractMethod,
-    DiscreteLoss as DiscreteLoss,
-    ExactLoss as ExactLoss,
-    FiniteHorizonLoss as FiniteHorizonLoss,
-    GradientDescent as GradientDescent,
-    GradientFlow as GradientFlow,
-    OptaxOptimizer as OptaxOptimizer,
-    SampledLoss as SampledLoss,
-    StiffFlow as StiffFlow,
-    TrainResult as TrainResult,
-    train as train,
-)
-from .observables import learning_time as learning_time, outlier_eigenvalue as outlier_eigenvalue
+def __getattr__(name: str):
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("jaxrnn")
+        except PackageNotFoundError:  # pragma: no cover - a source tree without install
+            return "0.0.0"
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'jaxrnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from .loss import discrete_loss, finite_horizon_loss, population_loss, population_loss_and_grad, sampled_loss
+    from .lyapunov import gramians, solve_lyapunov, solve_stein
+    from .model import LinearRNN, init_network, init_population
+    from .observables import learning_time, outlier_eigenvalue
+    from .targets import ExponentialSum, damped_oscillator, exponential_sum, leaky_integrator, perfect_integrator
+    from .train import (
+        AbstractLoss,
+        AbstractMethod,
+        DiscreteLoss,
+        ExactLoss,
+        FiniteHorizonLoss,
+        GradientDescent,
+        GradientFlow,
+        OptaxOptimizer,
+        SampledLoss,
+        StiffFlow,
+        TrainResult,
+        train,
+    )

@@ -370,6 +370,8 @@ def _parser():
 
 
 def main(argv=None) -> int:
+    # before numpy/jax load (jaxrnn's own import loads neither): see jaxrnn/__init__.py; an explicit setting wins
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may follow options; anything else left over is an error (exit 2)

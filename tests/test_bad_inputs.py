@@ -216,3 +216,19 @@ def test_run_sweep_arguments_named(tmp_path):
     finally:
         jax.config.update("jax_enable_x64", True)
     assert not (tmp_path / "a.zarr").exists()
+
+
+def test_import_has_no_side_effects():
+    """`import jaxrnn` loads neither JAX nor numpy and leaves the environment alone (issue: no
+    environment mutation at import); the public names load on first use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys; before = dict(os.environ); import jaxrnn; "
+        "assert dict(os.environ) == before; assert 'jax' not in sys.modules and 'numpy' not in sys.modules; "
+        "jaxrnn.leaky_integrator; assert 'jax' in sys.modules; print('ok')"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
