@@ -12,7 +12,9 @@ Method: every worker is pinned to the same core (`taskset -c CORE`, when taskset
 environment (OPENBLAS/OMP/MKL_NUM_THREADS=1, XLA's intra-op pool of 1, JAX_PLATFORMS=cpu). For each configuration
 each contender is called once (its first call: set-up + compile + a warm step = `setup_s`, and a calibration), then
 `--reps` rounds run round-robin, each call sized to take about `--target` seconds; the best round counts
-(network-gradient-steps/s). Ratios are to the best peer (every contender but jaxrnn) of the same configuration.
+(network-gradient-steps/s). Ratios are to the best peer (every contender but jaxrnn) of the same configuration,
+best round to best round, and median to the best peer median (jaxrnn's rate is a difference of two timed calls, so
+its best round is the more optimistic one when the load varies).
 
     python benchmarks/compare_peers.py                                   # a:64:512, b:64:512, b:128:512
     python benchmarks/compare_peers.py --configs a:16:32,b:16:32 --reps 2 --target 0.2 --no-torch   # seconds
@@ -101,11 +103,11 @@ def parse_configs(s):
 
 
 def markdown(rows, info):
-    lines = ["| mode | N | M | contender | net-steps/s (best) | median | vs best peer | first call (s) | nominal GFLOP/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| mode | N | M | contender | net-steps/s (best) | median | vs best peer (best) | (median) | first call (s) "
+             "| nominal GFLOP/s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['mode']} | {r['N']} | {r['M']} | {r['name']} | {r['best']:.1f} | {r['median']:.1f} | "
-                     f"{r['ratio_to_best_peer']:.2f}x | {r['setup_s']:.1f} | {r['gflops']:.2f} |")
+                     f"{r['ratio_to_best_peer']:.2f}x | {r['median_ratio_to_best_peer']:.2f}x | {r['setup_s']:.1f} | {r['gflops']:.2f} |")
     lines.append("")
     lines.append(f"mode a = sampled (Euler dt 0.1, T 200, B 16, BPTT), b = exact loss; float32; one core "
                  f"(pinned: {info['pinned']}); load average {info['load_start']} -> {info['load_end']}.")
@@ -183,11 +185,13 @@ def main(argv=None):
         done = [c for c in live if c["tps"]]
         peers = [max(c["tps"]) for c in done if c["name"] != "jaxrnn"]
         best_peer = max(peers) if peers else float("nan")
+        med_peer = max([statistics.median(c["tps"]) for c in done if c["name"] != "jaxrnn"] or [float("nan")])
         for c in done:
             best = max(c["tps"])
             row = dict(mode=mode, N=N, M=M, name=c["name"], best=best, median=statistics.median(c["tps"]),
                        all=c["tps"], n_per_call=c["n"], setup_s=c["setup"], loss=c["loss"],
-                       ratio_to_best_peer=best / best_peer, gflops=best * flops_per_step(mode, N) / 1e9,
+                       ratio_to_best_peer=best / best_peer,
+                       median_ratio_to_best_peer=statistics.median(c["tps"]) / med_peer, gflops=best * flops_per_step(mode, N) / 1e9,
                        load=loadavg())
             rows.append(row)
             print(f"{mode} N={N} M={M} {c['name']:20s} best {best:10.1f}  median {row['median']:10.1f} net-steps/s  "

@@ -54,6 +54,14 @@ SMALL = dict(peak_n=512, Ns=(8, 16), Ms=(32, 64), sweep=(32, 8, 20), theory_cell
 SECTIONS = ("peak", "grid", "sweep", "theory")
 
 
+def _train_fn():
+    """`jaxrnn.train`, the function. Since the lazy `jaxrnn/__init__` (82e6805), importing the submodule
+    `jaxrnn.train` (e.g. by touching `jaxrnn.ExactLoss`) rebinds the package attribute `train` to that module;
+    until that is fixed, take the function from it."""
+    f = jaxrnn.train
+    return f if callable(f) else f.train
+
+
 def is_oom(e: Exception) -> bool:
     s = str(e)
     return "RESOURCE_EXHAUSTED" in s or "out of memory" in s.lower() or isinstance(e, MemoryError)
@@ -103,7 +111,7 @@ def peak(n: int) -> dict:
 
 # ----------------------------------------------------------------------------- trainer
 def _train(model, target, loss, steps, n_log=2):
-    return jaxrnn.train(model, target, eta=ETA, method=jaxrnn.GradientDescent(), loss=loss, steps=steps,
+    return _train_fn()(model, target, eta=ETA, method=jaxrnn.GradientDescent(), loss=loss, steps=steps,
                         n_log=n_log, compute_spectra=False)
 
 
