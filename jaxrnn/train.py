@@ -33,14 +33,26 @@ import abc
 import dataclasses
 import logging
 import numbers
+import time
 from typing import Any, Callable, ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from .loss import check_gramian, discrete_loss, finite_horizon_loss, population_loss, population_loss_and_grad, sampled_loss
+from .loss import (
+    check_gramian,
+    discrete_loss,
+    finite_horizon_loss,
+    population_loss,
+    population_loss_and_grad,
+    population_loss_and_grad_fast,
+    population_loss_fast,
+    sampled_loss,
+    sampled_loss_fft,
+)
 from .loss import GRAMIANS
 from .lyapunov import doublings_for
 from .methods import (
@@ -62,9 +74,10 @@ from .observables import (
     charge,
     charge_drift,
     eigenvalue_learning_time,
+    init_outlier_tracker,
     learning_time,
     operator_norm,
-    outlier_eigenvalue,
+    track_outlier,
 )
 from .status import STATUS_DIVERGED, STATUS_OK, STATUS_UNSTABLE_STEP
 from .targets import ExponentialSum
@@ -131,12 +144,21 @@ class ExactLoss(AbstractLoss):
     `gramian="low_rank"` replaces the dense Smith doubling (~5 N^3-matmuls per doubling) by low-rank ADI
     (LUs at the shifts {1, c} plus O(N^2) per ADI step, at most `max_steps`): same loss and gradient to
     the solver tolerance, ~10-30x fewer flops at N ~ 1000; real-pole targets (`kind="integrator"`) only.
+
+    `fast=True` (default; dense Gramian only) runs `population_loss_and_grad_fast`: Smith doubling that
+    stops once |F^(2^K)|_F^2 <= eps (at most `doublings`, so a non-Hurwitz W - I is flagged by the same
+    tail test as the reference) on a Cayley transform with an automatic shift (`shift=None`; a float
+    fixes it), the resolvents from the same powers of F. Same loss and gradient to rounding. It cannot
+    be reverse-differentiated (a while loop), but forward mode works: the Hessian-vector products of
+    the curvature check and of `StiffFlow` are jvps of its adjoint gradient. `fast=False` is the
+    reference: exactly `doublings` doublings with shift 1 (or `shift`).
     """
 
     doublings: int | None = None
-    shift: float = 1.0
+    shift: float | None = None
     gramian: str = "dense"
     max_steps: int = 128
+    fast: bool = True
 
     def __check_init__(self):
         if self.gramian not in GRAMIANS:
@@ -149,16 +171,27 @@ class ExactLoss(AbstractLoss):
         if self.doublings is not None:
             return self
         c_min = float(np.min(np.asarray(targets.s_re)))
-        return dataclasses.replace(self, doublings=doublings_for(c_min / 4, self.shift))
+        shift = 1.0 if self.shift is None else self.shift
+        return dataclasses.replace(self, doublings=doublings_for(c_min / 4, shift))
+
+    @property
+    def _use_fast(self) -> bool:
+        return bool(self.fast) and self.gramian == "dense"
 
     def _options(self):
-        return dict(doublings=self.doublings, shift=self.shift, gramian=self.gramian, max_steps=self.max_steps)
+        shift = 1.0 if self.shift is None else self.shift
+        return dict(doublings=self.doublings, shift=shift, gramian=self.gramian, max_steps=self.max_steps)
 
     def value_and_grad(self, model, target, key):
-        loss, grad, tail = population_loss_and_grad(model, target, **self._options())
+        if self._use_fast:
+            loss, grad, tail = population_loss_and_grad_fast(model, target, max_doublings=self.doublings, shift=self.shift)
+        else:
+            loss, grad, tail = population_loss_and_grad(model, target, **self._options())
         return loss, grad, tail < TAIL_TOLERANCE
 
     def monitor(self, model, target):
+        if self._use_fast:
+            return population_loss_fast(model, target, max_doublings=self.doublings, shift=self.shift)
         return population_loss(model, target, **self._options())
 
 
@@ -199,12 +232,18 @@ class DiscreteLoss(AbstractLoss):
 
 
 class SampledLoss(AbstractLoss):
-    """Sampled white-noise loss (BPTT through lax.scan); its monitor is the exact `DiscreteLoss`."""
+    """Sampled white-noise loss; its monitor is the exact `DiscreteLoss`.
+
+    `fft=True` (default): `sampled_loss_fft` (the network's impulse response convolved with the noise by
+    an FFT: cost independent of the batch in the network part); `fft=False`: `sampled_loss` (BPTT through
+    `lax.scan`). Same noise draws, same value and gradient to rounding.
+    """
 
     dt: float
     batch: int
     steps: int
     burn_in: int = 0
+    fft: bool = True
     deterministic: ClassVar[bool] = False
 
     def __check_init__(self):
@@ -217,7 +256,8 @@ class SampledLoss(AbstractLoss):
             raise ValueError(f"SampledLoss.burn_in must be >= 0, got {self.burn_in}")
 
     def value_and_grad(self, model, target, key):
-        f = lambda m: sampled_loss(m, target, key, dt=self.dt, batch=self.batch, steps=self.steps, burn_in=self.burn_in)
+        fn = sampled_loss_fft if self.fft else sampled_loss
+        f = lambda m: fn(m, target, key, dt=self.dt, batch=self.batch, steps=self.steps, burn_in=self.burn_in)
         loss, grad = jax.value_and_grad(f)(model)
         return loss, grad, jnp.asarray(True)
 
@@ -277,14 +317,20 @@ def _curvature(iterations: int, fields: NetworkField, state: _State):
 
 
 @eqx.filter_jit
-def _observe(loss_fn, state: _State, targets, W0, C0):
-    """Device-side observables at a log point (all matmul-only)."""
+def _observe(loss_fn, state: _State, targets, W0, C0, tracker):
+    """Device-side observables at a log point (matmul/LU only, no eig); `tracker` (None: off) is the
+    population's `OutlierState`, advanced by `track_outlier` (warm-started subspace iteration)."""
     p = state.params
     loss = jax.vmap(loss_fn.monitor)(p, targets)
     loss = jnp.where(state.frozen, jnp.nan, loss)
     N = p.W.shape[-1]
     C = charge(p.W, p.u, p.v, p.rates)
-    return dict(
+    extra = {}
+    if tracker is not None:
+        theta, tracker, sep, res = jax.vmap(lambda W, s: track_outlier(W, s, targets.kind))(p.W, tracker)
+        extra = dict(outlier=theta, outlier_separated=sep, outlier_residual=res)
+    return tracker, dict(
+        **extra,
         loss=loss,
         dW_op=operator_norm(p.W - W0),
         uv=jnp.sum(p.u * p.v, -1) / N,
@@ -305,8 +351,12 @@ class TrainResult:
     - `loss`: the exact loss the training objective estimates (stationary, finite-horizon or
       discrete), NaN once a network is frozen.
     - `outlier`: eigenvalue of W with the largest real part (oscillator: the upper member of the
-      rightmost conjugate pair), complex.
-    - `eigenvalues`: full spectra (n_net, n_log, N), if `keep_spectra`.
+      rightmost conjugate pair), complex, tracked on the device (`observables.track_outlier`: warm-started
+      subspace iteration, no eig); NaN if `compute_spectra=False`.
+    - `outlier_separated`: bool (n_net, n_log): the tracked outlier is clearly outside the bulk and
+      converged (elsewhere it may be the bulk's edge: `t_learn_eigenvalue` ignores those points);
+      `outlier_residual`: its relative Ritz residual. None if `compute_spectra=False`.
+    - `eigenvalues`: full spectra (n_net, n_log, N), if `keep_spectra` (host `numpy.linalg.eigvals`).
     - `dW_op`: |W(t) - W0|_op; `uv` = u.v/N; `u_norm`, `v_norm` = |u|/sqrt(N), |v|/sqrt(N);
       `charge_drift`: |C(t) - C(0)|_F relative to the size of C's terms.
     - `status`: 0 ok, 1 diverged (frozen), 2 unstable step (a fixed-step flow at the edge of its
@@ -341,9 +391,17 @@ class TrainResult:
     curvature: np.ndarray | None = None
     loss_rise: np.ndarray | None = None
     stats: dict | None = None
+    outlier_separated: np.ndarray | None = None
+    outlier_residual: np.ndarray | None = None
 
     def __getitem__(self, name):
         return getattr(self, name)
+
+    def to_xarray(self, sigma=None):
+        """The result as an xarray Dataset in the sweep store's names (`results.train_result_to_xarray`)."""
+        from .results import train_result_to_xarray
+
+        return train_result_to_xarray(self, sigma)
 
 
 def _broadcast_target(target: ExponentialSum, M: int) -> ExponentialSum:
@@ -414,7 +472,7 @@ def train(
     model: LinearRNN,
     target: ExponentialSum,
     *,
-    eta=1.0,
+    eta: float | ArrayLike = 1.0,
     method: AbstractMethod | None = None,
     loss: AbstractLoss | None = None,
     steps: int,
@@ -426,6 +484,7 @@ def train(
     keep_spectra: bool = False,
     compute_spectra: bool = True,
     callback: Callable[[int, int], None] | None = None,
+    progress: bool = False,
 ) -> TrainResult:
     """Train a population (a stacked `LinearRNN`, leading axis M) on `target`.
 
@@ -440,9 +499,11 @@ def train(
       [2, steps + 1]; default min(101, steps + 1)), or explicit `log_steps` in [0, steps].
     - `trainable`: non-empty subset of ("W", "u", "v").
     - `keys`: per-network PRNG keys for sampled noise, shape (M,) (default `fold_in(key(noise_seed), i)`).
-    - `compute_spectra`: eigenvalues of W at log points on the host (numpy), off the jitted path;
-      `keep_spectra` (needs it) returns them.
+    - `compute_spectra`: track the outlier eigenvalue at log points (on the device, no eig; False
+      leaves `outlier` NaN); `keep_spectra` (needs it) also returns the full spectra, computed on the
+      host by `numpy.linalg.eigvals` (only then is there a host eig).
     - `callback(done_steps, steps)`: called between chunks (progress bars).
+    - `progress`: a tqdm bar over steps (the first chunk, which includes compilation, is timed apart).
 
     **Returns:** a `TrainResult`.
     """
@@ -470,6 +531,8 @@ def train(
         raise ValueError("keep_spectra=True needs compute_spectra=True")
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be None or callable(done_steps, steps), got {type(callback).__name__}")
+    if not isinstance(progress, (bool, np.bool_)):
+        raise ValueError(f"progress must be True or False, got {progress!r}")
     if isinstance(noise_seed, bool) or not isinstance(noise_seed, numbers.Integral):
         raise ValueError(f"noise_seed must be an integer, got {noise_seed!r}")
     M = model.W.shape[0]
@@ -501,38 +564,59 @@ def train(
                    jnp.full((M,), -jnp.inf, dtype), v0)
     W0 = model.W
     C0 = charge(model.W, model.u, model.v, model.rates)
+    tracker = jax.vmap(init_outlier_tracker)(model.W, model.u, model.v) if compute_spectra else None
     # fixed-step flows: warm-started Lanczos estimates at some log points; StiffFlow keeps its own (free)
     checked, iterations = method.curvature_checks(len(ls))
 
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(ls[-1]), unit="step", desc="train")
+        t_chunk = [time.perf_counter()]
+
+        def report(done, total):
+            now = time.perf_counter()
+            if bar.n == 0:  # the first chunk: compilation plus its steps
+                bar.set_postfix_str(f"first chunk (compile) {now - t_chunk[0]:.1f}s")
+            bar.update(done - bar.n)
+            t_chunk[0] = now
+
     logs: dict[str, list] = {}
     eigs, curv = [], []
-    for i, stop in enumerate(ls):
-        if i > 0:
-            state = _advance(method, fields, state, jnp.int32(ls[i - 1]), jnp.int32(stop))
-            if callback is not None:
-                callback(int(stop), int(steps))
-        obs = _observe(loss, state, targets, W0, C0)
-        for k, val in obs.items():
-            logs.setdefault(k, []).append(np.asarray(val))
-        own = method.recorded_curvature(state.opt_state)
-        if i in checked:
-            lam, vec = _curvature(iterations, fields, state)
-            state = eqx.tree_at(lambda s: s.curv_vec, state, vec)
-            curv.append(np.asarray(lam))
-        elif own is not None:
-            curv.append(np.where(np.asarray(state.frozen), np.nan, own))
-        elif checked:
-            curv.append(np.full(M, np.nan))
-        if compute_spectra:
-            eigs.append(np.linalg.eigvals(np.asarray(state.params.W, dtype=np.float64)))
-
+    try:
+        for i, stop in enumerate(ls):
+            if i > 0:
+                state = _advance(method, fields, state, jnp.int32(ls[i - 1]), jnp.int32(stop))
+                if bar is not None:
+                    jax.block_until_ready(state.params.W)
+                    report(int(stop), int(steps))
+                if callback is not None:
+                    callback(int(stop), int(steps))
+            tracker, obs = _observe(loss, state, targets, W0, C0, tracker)
+            for k, val in obs.items():
+                logs.setdefault(k, []).append(np.asarray(val))
+            own = method.recorded_curvature(state.opt_state)
+            if i in checked:
+                lam, vec = _curvature(iterations, fields, state)
+                state = eqx.tree_at(lambda s: s.curv_vec, state, vec)
+                curv.append(np.asarray(lam))
+            elif own is not None:
+                curv.append(np.where(np.asarray(state.frozen), np.nan, own))
+            elif checked:
+                curv.append(np.full(M, np.nan))
+            if keep_spectra:
+                eigs.append(np.linalg.eigvals(np.asarray(state.params.W, dtype=np.float64)))
+    finally:
+        if bar is not None:
+            bar.close()
     t = ls * method.time_per_step
     out = {k: np.stack(v, axis=1) for k, v in logs.items()}
+    spectra = np.stack(eigs, axis=1).astype(complex) if keep_spectra else None  # (M, n_log, N)
     if compute_spectra:
-        spectra = np.stack(eigs, axis=1).astype(complex)  # (M, n_log, N); eigvals is real when all are
-        outlier = outlier_eigenvalue(spectra, targets.kind)
+        outlier, separated, residual = out.pop("outlier"), out.pop("outlier_separated"), out.pop("outlier_residual")
     else:
-        spectra, outlier = None, np.full((M, len(ls)), np.nan + 0j)
+        outlier, separated, residual = np.full((M, len(ls)), np.nan + 0j), None, None
     frozen = np.asarray(state.frozen)
     status = np.where(frozen, STATUS_DIVERGED, STATUS_OK)
     curvature = np.stack(curv, axis=1) if curv else None
@@ -541,7 +625,7 @@ def train(
     status = np.where(~frozen & unstable, STATUS_UNSTABLE_STEP, status)
     t_learn = learning_time(t, out["loss"])
     target_eig = np.asarray(1.0 - (targets.s_re[:, 0] - 1j * np.abs(targets.s_im[:, 0])))
-    t_eig = eigenvalue_learning_time(t, outlier, target_eig)
+    t_eig = eigenvalue_learning_time(t, outlier, target_eig, valid=separated)
     flagged = status == STATUS_UNSTABLE_STEP
     t_learn, t_eig = np.where(flagged, np.nan, t_learn), np.where(flagged, np.nan, t_eig)
     if int(frozen.sum()):
@@ -560,7 +644,9 @@ def train(
         t_learn_eigenvalue=t_eig,
         steps_to_learn=t_learn / method.time_per_step,
         final=state.params,
-        eigenvalues=spectra if keep_spectra else None,
+        eigenvalues=spectra,
+        outlier_separated=separated,
+        outlier_residual=residual,
         curvature=curvature,
         loss_rise=loss_rise,
         stats=stats,
