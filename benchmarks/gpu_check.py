@@ -11,9 +11,10 @@ Sections (all through jaxrnn's public API; `--sections` picks some):
   for N in {64, 128, 256} and M in {512, 2048, 8192} while it fits (an out-of-memory cell is recorded and the larger
   M of that N skipped). A cell times `train(steps=1 + n)` minus `train(steps=1)` (both warm): the marginal cost of a
   step without the monitor evaluations every call makes; its first call (compile + set-up) is reported apart.
-  Achieved FLOP/s of the exact step counts the flops of the algorithm that runs (`exact_step_flops`): the Cayley
-  transform (one LU, N right-hand sides, one product), K Smith doublings of 5 N^3-products each (P and O share the
-  powers of F), the resolvent solves (2 complex LUs per target pole) and the O P product of the adjoint gradient.
+  Achieved FLOP/s of the exact step counts the flops of the algorithm `ExactLoss()` runs: on its fast path
+  (`fast_exact_step_flops`) one LU + inverse, `factored` squarings of F, K - factored dense doublings of 5
+  N^3-products, the O P product, with K the mean doublings it takes on the timed networks (measured); on the
+  reference path (`exact_step_flops`) the Cayley transform, K fixed doublings, 2 complex LUs per pole and O P.
 - `sweep`: 10^4 networks x N = 128 x 10^3 exact GradientDescent steps in one `train` call (11 log points);
   wall time excluding compile (a warm call) and including it (plus the first, compiling call of the same shapes).
   If a 5-step probe projects more than `sweep_cap_s` (100 s), fewer steps run and the times are scaled to 10^3
@@ -87,6 +88,42 @@ def exact_step_flops(N: int, K: int, poles: int = 1) -> float:
     return (2 / 3 + 2 + 2 + 10 * K + poles * 2 * 4 * 2 / 3 + 2) * N**3
 
 
+def fast_exact_step_flops(N: int, K: float, factored: int | None = None) -> float:
+    """Flops of one exact step on `ExactLoss(fast=True)`'s path (`gramians_adaptive`): one LU (2/3 N^3) and the
+    inverse R from it (2 N^3); the first `factored` doublings (default min(4, floor(log2 N) - 1)) square F only
+    (2 N^3 each; the rank-2^k factors are O(N^2 2^k)); the remaining K - factored dense doublings 10 N^3 each; the
+    adjoint gradient's O P product 2 N^3. Resolvents come from the powers of F by matvecs (O(N^2), not counted)."""
+    f = max(1, min(4, int(math.floor(math.log2(N))) - 1)) if factored is None else factored
+    f = min(f, K)
+    return (2 / 3 + 2 + 2 * f + 10 * max(K - f, 0) + 2) * N**3
+
+
+def measured_doublings(model, target, max_doublings: int):
+    """Mean doublings the fast path takes on these networks (it stops on |F^(2^k)|, so K depends on W)."""
+    from jaxrnn.loss import population_loss_and_grad_fast  # not in the top-level API: only to count flops
+
+    def one(W, u, v):
+        m = jaxrnn.LinearRNN(W, u, v)
+        return population_loss_and_grad_fast(m, target, max_doublings=max_doublings, return_doublings=True)[-1]
+
+    return float(np.mean(np.asarray(jax.jit(jax.vmap(one))(model.W, model.u, model.v))))
+
+
+def step_flops(model, target, N: int) -> dict:
+    """The flop count of the exact step `ExactLoss()` runs now, with what it rests on."""
+    loss = jaxrnn.ExactLoss()
+    K = exact_doublings(target)
+    if getattr(loss, "fast", False) and getattr(loss, "gramian", "dense") == "dense":
+        try:
+            Km = measured_doublings(model, target, K)
+            return dict(flop_model="fast (adaptive doublings, factored start)", doublings=Km, max_doublings=K,
+                        flops_per_net_step=fast_exact_step_flops(N, Km))
+        except Exception as e:  # noqa: BLE001
+            return dict(flop_model=f"unknown: fast path, doublings not measurable ({str(e)[:100]})", doublings=None,
+                        max_doublings=K, flops_per_net_step=float("nan"))
+    return dict(flop_model="dense reference (fixed doublings)", doublings=K, flops_per_net_step=exact_step_flops(N, K))
+
+
 def timed(f):
     t0 = time.perf_counter()
     out = f()
@@ -135,10 +172,9 @@ def grid_cell(mode: str, N: int, M: int, cfg: dict) -> dict:
         best = min(best, max(tn - t1, 1e-9) / n)
     row = dict(mode=mode, N=N, M=M, status="ok", steps_timed=n, step_s=best, net_steps_per_s=M / best,
                first_call_s=first, final_loss=float(np.nanmean(np.asarray(res.loss)[:, -1])))
-    if mode == "exact":
-        K = exact_doublings(target)
-        fl = exact_step_flops(N, K)
-        row.update(doublings=K, flops_per_net_step=fl, achieved_gflops=fl * M / best / 1e9)
+    if mode == "exact":  # doublings counted on the networks as they were at the timed steps
+        fc = step_flops(res.final, target, N)
+        row.update(fc, achieved_gflops=fc["flops_per_net_step"] * M / best / 1e9)
     return row
 
 
@@ -187,13 +223,14 @@ def sweep(cfg: dict) -> dict:
         run = max(10, int(cfg["sweep_cap_s"] / per_step))
     warm, res = timed(lambda: _train(model, target, loss, run, n_log=11))
     scale = steps / run
-    K = exact_doublings(target)
-    fl = exact_step_flops(N, K) * M * steps
+    fc0, fc1 = step_flops(model, target, N), step_flops(res.final, target, N)  # doublings grow as W learns
+    fl = 0.5 * (fc0["flops_per_net_step"] + fc1["flops_per_net_step"]) * M * steps
     L = np.asarray(res.loss)
     return dict(M=M, N=N, steps=steps, steps_run=run, extrapolated=run < steps, method="GradientDescent", eta=ETA,
                 loss="ExactLoss()", wall_excl_compile_s=warm * scale, wall_incl_compile_s=cold + warm * scale,
                 first_call_s=cold, net_steps_per_s=M * steps / (warm * scale), achieved_gflops=fl / (warm * scale) / 1e9,
-                loss_drop_median=float(np.nanmedian(L[:, 0] / L[:, -1])), status="ok")
+                loss_drop_median=float(np.nanmedian(L[:, 0] / L[:, -1])), flop_model=fc1["flop_model"],
+                doublings_start=fc0["doublings"], doublings_end=fc1["doublings"], status="ok")
 
 
 def theory(cfg: dict) -> dict:
