@@ -42,7 +42,7 @@ def gradient_errors():
     targets = {"integrator c=0.3": jaxrnn.leaky_integrator(0.3), "oscillator c=0.3 w=1": jaxrnn.damped_oscillator(0.3, 1.0)}
     for name, target in targets.items():
         net = jaxrnn.init_network(16, 0.5, jax.random.key(2))
-        loss = jax.jit(lambda m: population_loss_and_grad(m, target)[0])
+        loss = jax.jit(lambda m, target=target: population_loss_and_grad(m, target)[0])
         _, g, _ = population_loss_and_grad(net, target)
         ga = jax.grad(jaxrnn.population_loss)(net, target)
         e_ad = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(ga)))
@@ -50,7 +50,7 @@ def gradient_errors():
         e_fd = 0.0
         for field in ("W", "u", "v"):
             d = jnp.asarray(rng.normal(size=getattr(net, field).shape))
-            mk = lambda e: jaxrnn.LinearRNN(**{k: getattr(net, k) + (e * d if k == field else 0) for k in "Wuv"})
+            mk = lambda e, net=net, d=d, field=field: jaxrnn.LinearRNN(**{k: getattr(net, k) + (e * d if k == field else 0) for k in "Wuv"})
             fd = (loss(mk(1e-5)) - loss(mk(-1e-5))) / 2e-5
             an = jnp.vdot(getattr(g, field), d)
             e_fd = max(e_fd, abs(float(fd - an) / float(an)))

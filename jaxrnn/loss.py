@@ -32,6 +32,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from .lyapunov import (
@@ -71,7 +72,7 @@ def _resolvents(model: LinearRNN, target: ExponentialSum, after=None, adjoint: b
     eye = jnp.eye(N, dtype=cdtype)
     A = (model.W - jnp.eye(N, dtype=model.W.dtype)).astype(cdtype)
     poles = target.poles.astype(cdtype)
-    mats = poles[:, None, None] * eye - A  # (J, N, N)
+    mats = poles[:, None, None] * eye[None] - A[None]  # (J, N, N)
     J = poles.shape[0]
     rhs = jnp.broadcast_to(model.u.astype(cdtype), (J, N))
     if adjoint:
@@ -119,6 +120,7 @@ def _gramian_terms(model: LinearRNN, target: ExponentialSum, gramian: str, doubl
     if not need_grad:
         return Pv, None, None, x, None, tail
     y = -(model.v @ R[1:]).astype(cdtype)
+    assert Zo is not None  # observability=need_grad=True
     return Pv, Zo @ (Zo.T @ model.u), (Zo @ (Zo.T @ Zp)) @ Zp.T, x, y, tail
 
 
@@ -139,6 +141,7 @@ def population_loss_and_grad(
     """
     s = model.readout_scale
     Pv, Ou, OP, x, y, tail = _gramian_terms(model, target, gramian, doublings, shift, max_steps)
+    assert Ou is not None and OP is not None and y is not None  # need_grad=True
     r = target.residues.astype(x.dtype)
     cross = jnp.real(jnp.sum(r * (x @ model.v.astype(x.dtype))))
     loss = 0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())
@@ -170,7 +173,8 @@ def population_loss(
     return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
 
 
-def _fast_terms(model: LinearRNN, target: ExponentialSum, max_doublings: int, shift, need_grad: bool,
+def _fast_terms(model: LinearRNN, target: ExponentialSum, max_doublings: int, shift: float | ArrayLike | None,
+                need_grad: bool,
                 factored: int | None = None):
     """P v, O u, O P, x, y, tail and the doublings used, all from `gramians_adaptive` (see its doc):
     one LU per step (the Cayley transform); the resolvents come from the same powers of F, in real
@@ -185,6 +189,7 @@ def _fast_terms(model: LinearRNN, target: ExponentialSum, max_doublings: int, sh
     x = x.astype(cdtype)
     if not need_grad:
         return P @ model.v, None, None, x, None, tail, K
+    assert O is not None and y is not None  # observability=need_grad=True
     return P @ model.v, O @ model.u, O @ P, x, y.astype(cdtype), tail, K
 
 
@@ -193,7 +198,7 @@ def population_loss_and_grad_fast(
     target: ExponentialSum,
     *,
     max_doublings: int = DEFAULT_DOUBLINGS,
-    shift=None,
+    shift: float | ArrayLike | None = None,
     factored: int | None = None,
     return_doublings: bool = False,
 ):
@@ -212,6 +217,7 @@ def population_loss_and_grad_fast(
     """
     s = model.readout_scale
     Pv, Ou, OP, x, y, tail, K = _fast_terms(model, target, max_doublings, shift, True, factored)
+    assert Ou is not None and OP is not None and y is not None  # need_grad=True
     r = target.residues.astype(x.dtype)
     cross = jnp.real(jnp.sum(r * (x @ model.v.astype(x.dtype))))
     loss = 0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())
@@ -230,7 +236,7 @@ def population_loss_fast(
     target: ExponentialSum,
     *,
     max_doublings: int = DEFAULT_DOUBLINGS,
-    shift=None,
+    shift: float | ArrayLike | None = None,
     factored: int | None = None,
 ) -> Scalar:
     """`population_loss` by the adaptive solver of `population_loss_and_grad_fast` (P only, x only)."""
@@ -298,7 +304,7 @@ def discrete_loss(
     Pd, _ = solve_stein(F, jnp.outer(model.u, model.u), doublings=K)
     cdtype = jnp.result_type(model.W.dtype, jnp.complex64)
     rho = jnp.exp(-target.poles * dt).astype(cdtype)
-    mats = jnp.eye(N, dtype=cdtype) - rho[:, None, None] * F.astype(cdtype)
+    mats = jnp.eye(N, dtype=cdtype)[None] - rho[:, None, None] * F.astype(cdtype)[None]
     x = jnp.linalg.solve(mats, jnp.broadcast_to(model.u.astype(cdtype), (rho.shape[0], N))[..., None])[..., 0]
     cross = jnp.real(jnp.sum(target.residues.astype(cdtype) * (x @ model.v.astype(cdtype))))
     value = 0.5 * dt * (s**2 * model.v @ Pd @ model.v - 2 * s * cross + target.discrete_norm_sq(dt))
@@ -335,8 +341,8 @@ def sampled_loss(
         h, z = carry
         xi = jax.random.normal(jax.random.fold_in(key, t), (batch,), dtype)
         err = s * h @ model.v - z @ c.astype(dtype)
-        h = h @ F.T + sq * xi[:, None] * model.u
-        z = z @ Phi.T + sq * xi[:, None] * b.astype(dtype)
+        h = h @ F.T + sq * xi[:, None] * model.u[None, :]
+        z = z @ Phi.T + sq * xi[:, None] * b.astype(dtype)[None, :]
         return (h, z), 0.5 * err**2
 
     init = (jnp.zeros((batch, N), dtype), jnp.zeros((batch, S.shape[0]), dtype))
@@ -401,7 +407,7 @@ def sampled_loss_fft(
     e = sq * (impulse_response_euler(model, dt, T) - k_star)  # (T,)
     xi = jax.vmap(lambda t: jax.random.normal(jax.random.fold_in(key, t), (batch,), dtype))(jnp.arange(T))
     nfft = 1 << max(1, (2 * T - 1).bit_length())  # >= 2T: no wrap-around into lags < T
-    spectrum = jnp.fft.rfft(e, nfft) * jnp.fft.rfft(xi.T, nfft, axis=-1)
+    spectrum = jnp.fft.rfft(e, nfft)[None, :] * jnp.fft.rfft(xi.T, nfft, axis=-1)
     conv = jnp.fft.irfft(spectrum, nfft, axis=-1)[:, : T - 1]
     err = jnp.concatenate([jnp.zeros((batch, 1), dtype), conv.astype(dtype)], axis=1)[:, burn_in:]  # (B, steps)
     per = 0.5 * jnp.mean(err**2, axis=1)

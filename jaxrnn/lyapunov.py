@@ -21,10 +21,12 @@ instead of O(N^3) per doubling (one batched solve, which runs on GPU/TPU; no eig
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 __all__ = [
@@ -124,7 +126,7 @@ def cayley_shift(W: Float[Array, "n n"], *, iterations: int = 6, p_min: float = 
     r_b = jnp.sqrt(jnp.maximum(jnp.sum(W * W) - 2 * jnp.abs(theta) ** 2, 0) / n)
     grid = jnp.asarray(p_min, dtype) * (2.0 / p_min) ** jnp.linspace(0, 1, 24, dtype=dtype)
     pts = jnp.stack([theta, r_b + 0j, 1j * r_b, -r_b + 0j])  # outlier, bulk right, top, left
-    damp = jnp.abs(grid[:, None] - 1 + pts) / jnp.abs(grid[:, None] + 1 - pts)
+    damp = jnp.abs(grid[:, None] - 1 + pts[None, :]) / jnp.abs(grid[:, None] + 1 - pts[None, :])
     worst = jnp.max(jnp.where(jnp.isfinite(damp), damp, jnp.inf), axis=1)
     return grid[jnp.argmin(worst)]
 
@@ -135,12 +137,12 @@ def gramians_adaptive(
     v: Float[Array, " n"],
     *,
     max_doublings: int = DEFAULT_DOUBLINGS,
-    shift=1.0,
+    shift: float | ArrayLike = 1.0,
     observability: bool = True,
     poles=None,
     factored: int | None = None,
     tol: float | None = None,
-):
+) -> tuple[Any, ...]:  # (P, O, tail, K) or, with `poles`, (P, O, tail, K, x, y)
     """`gramians` with the number of doublings chosen on the fly: same P, O to the dtype's precision.
 
     F = (pI - A)^{-1}(pI + A) = 2p R - I with R = (pI - A)^{-1}: one LU, the step's only factorisation.
@@ -270,7 +272,7 @@ def _adi_factor(R, shifts, b, *, transpose: bool, max_steps: int, tol: float):
 def shifted_inverses(A: Float[Array, "n n"], shifts: Float[Array, " m"]) -> Float[Array, "m n n"]:
     """(A - p_k I)^{-1} for each shift, from one batched solve (a single LAPACK/cuSolver call)."""
     eye = jnp.eye(A.shape[-1], dtype=A.dtype)
-    mats = A[None] - shifts[:, None, None] * eye
+    mats = A[None] - shifts[:, None, None] * eye[None]
     return jnp.linalg.solve(mats, jnp.broadcast_to(eye, mats.shape))
 
 

@@ -6,7 +6,7 @@ both report through these, so their outputs subtract.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -82,7 +82,7 @@ def outlier_eigenvalue(eigenvalues, kind: str = "integrator"):
     For the oscillator, the member of the rightmost conjugate pair with Im >= 0 (so the pair is
     lambda and its conjugate). Works with numpy or jax arrays.
     """
-    xp = jnp if isinstance(eigenvalues, jax.Array) else np
+    xp: Any = jnp if isinstance(eigenvalues, jax.Array) else np  # the two modules share this API; a union of them does not type-check
     ev = eigenvalues
     if kind == "oscillator":
         ev = xp.where(ev.imag >= 0, ev, ev.real - 1e30)  # drop the lower half plane

@@ -45,7 +45,7 @@ class ExponentialSum(eqx.Module):
             raise ValueError(f"kind must be 'integrator', 'oscillator' or 'sum', got {self.kind!r}")
         try:  # only concrete values can be checked; traced ones were checked when built
             s_re = np.asarray(self.s_re)
-        except Exception:
+        except Exception:  # noqa: BLE001 - tracers (TracerArrayConversionError) and any other non-concrete leaf
             return
         if np.any(~np.isfinite(s_re)) or np.any(s_re < 0):
             raise ValueError(f"target decay rates Re s_j must be finite and >= 0, got {s_re}")
@@ -61,7 +61,10 @@ class ExponentialSum(eqx.Module):
     def __call__(self, tau):
         """k*(tau), for an array of lags `tau`."""
         tau = jnp.asarray(tau)[..., None]
-        return jnp.sum(jnp.real(self.residues * jnp.exp(-self.poles * tau)), axis=-1)
+        r, s = self.residues, self.poles
+        nd = max(tau.ndim, s.ndim)  # explicit left-padding (numpy's rank promotion, allowed under "raise")
+        tau, r, s = (jnp.expand_dims(x, tuple(range(nd - x.ndim))) for x in (tau, r, s))
+        return jnp.sum(jnp.real(r * jnp.exp(-s * tau)), axis=-1)
 
     def norm_sq(self):
         """int_0^inf k*(tau)^2 dtau = 1/2 Re sum_jl [r_j r_l/(s_j+s_l) + r_j conj(r_l)/(s_j+conj(s_l))]."""

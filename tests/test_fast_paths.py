@@ -67,7 +67,7 @@ def test_fast_exact_gradient_matches_finite_differences():
     rng = np.random.default_rng(0)
     for field in ("W", "u", "v"):
         d = jnp.asarray(rng.normal(size=getattr(net, field).shape))
-        moved = lambda e: jaxrnn.LinearRNN(**{k: getattr(net, k) + (e * d if k == field else 0) for k in ("W", "u", "v")})
+        moved = lambda e, d=d, field=field: jaxrnn.LinearRNN(**{k: getattr(net, k) + (e * d if k == field else 0) for k in ("W", "u", "v")})
         h = 1e-5
         fd = (LOSS_FAST(moved(h), target) - LOSS_FAST(moved(-h), target)) / (2 * h)
         an = jnp.vdot(getattr(grad, field), d)
@@ -122,8 +122,8 @@ def test_fast_exact_vmaps_and_float32():
     cs = np.linspace(0.1, 0.5, 3)
     fast = jax.jit(jax.vmap(lambda m, t: population_loss_and_grad_fast(m, t)[:2]))(pop, jaxrnn.leaky_integrator(cs))
     for i, c in enumerate(cs):
-        ref = REF(jax.tree.map(lambda x: x[i], pop), jaxrnn.leaky_integrator(c))[:2]
-        assert tree_max_rel_err(jax.tree.map(lambda x: x[i], fast), ref) <= 1e-10
+        ref = REF(jax.tree.map(lambda x, i=i: x[i], pop), jaxrnn.leaky_integrator(c))[:2]
+        assert tree_max_rel_err(jax.tree.map(lambda x, i=i: x[i], fast), ref) <= 1e-10
     net32 = jax.tree.map(lambda x: x[0].astype(jnp.float32), pop)
     f32 = FAST(net32, jaxrnn.leaky_integrator(0.1, dtype=jnp.float32), None)
     assert f32[0].dtype == jnp.float32

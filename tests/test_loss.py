@@ -63,7 +63,7 @@ def test_adjoint_gradient_matches_finite_differences(name):
     rng = np.random.default_rng(0)
     for field in ("W", "u", "v"):  # each parameter block separately
         d = jnp.asarray(rng.normal(size=getattr(net, field).shape))
-        shift = lambda e: jax.tree.map(lambda x: x, net).__class__(
+        shift = lambda e, d=d, field=field: jax.tree.map(lambda x: x, net).__class__(
             **{k: getattr(net, k) + (e * d if k == field else 0) for k in ("W", "u", "v")}, scaling=net.scaling
         )
         h = 1e-5
@@ -158,7 +158,7 @@ def test_population_loss_vmaps_over_networks_and_targets():
     targets = jaxrnn.leaky_integrator(jnp.linspace(0.1, 0.5, 5))
     batched = jax.vmap(jaxrnn.population_loss)(pop, targets)
     loss = jax.jit(jaxrnn.population_loss)
-    single = [float(loss(jax.tree.map(lambda x: x[i], pop), jaxrnn.leaky_integrator(c))) for i, c in enumerate(np.linspace(0.1, 0.5, 5))]
+    single = [float(loss(jax.tree.map(lambda x, i=i: x[i], pop), jaxrnn.leaky_integrator(c))) for i, c in enumerate(np.linspace(0.1, 0.5, 5))]
     np.testing.assert_allclose(batched, single, rtol=1e-12)
 
 

@@ -36,10 +36,13 @@ def phi_derivatives(c, target, hessian: bool):
     r = (target.r_re, target.r_im)
     ia1, ia0 = 1.0 / a1, 1.0 / a0
     s2 = _cmul(s, s)
-    Dr, Di = s2[0] + a1 * s[0] + a0, s2[1] + a1 * s[1]
+    # the rows (lanes,) meet the (J, lanes) target leaves: lift them to (1, lanes) explicitly (rank promotion)
+    lift = lambda w: w[(None,) * (s[0].ndim - w.ndim)] if jnp.ndim(w) else w
+    a1j, a0j, b1j, b0j = lift(a1), lift(a0), lift(b1), lift(b0)
+    Dr, Di = s2[0] + a1j * s[0] + a0j, s2[1] + a1j * s[1]
     m = 1.0 / (Dr * Dr + Di * Di)
     iD = (Dr * m, -Di * m)
-    N = (b1 * s[0] + b0, b1 * s[1])
+    N = (b1j * s[0] + b0j, b1j * s[1])
     rb = _cmul(r, iD)
     rN = _cmul(_cmul(rb, N), iD)
     re = lambda w: jnp.sum(w[0], 0)
@@ -100,6 +103,7 @@ def _assemble(x, c, Jc, second, rates, target, jacobian):
     f = [-rates[i] * grad[i] for i in range(n)]
     if not jacobian:
         return f, None
+    assert H is not None  # jacobian=True
     HJ = [[_sum(_mul(H[m][p], Jc[p][j]) for p in range(4)) for j in range(n)] for m in range(4)]
     S = second(g)
     J = [[-rates[i] * (_sum(_mul(Jc[m][i], HJ[m][j]) for m in range(4)) + S[i][j]) for j in range(n)] for i in range(n)]

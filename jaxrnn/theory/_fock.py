@@ -31,6 +31,7 @@ import itertools
 
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from ..observables import outlier_eigenvalue
 from ..targets import ExponentialSum
@@ -67,7 +68,7 @@ def fock_space(sigma: float, depth: int, tail: int):
     return C, E
 
 
-def solve_fock(target, sigma, ts, *, eta=1.0, depth=1, tail=12, rtol=1e-8, atol=1e-10, max_steps=100_000,
+def solve_fock(target, sigma, ts, *, eta: float | ArrayLike = 1.0, depth=1, tail=12, rtol=1e-8, atol=1e-10, max_steps=100_000,
                threshold=1e-2, doublings=24):
     """N -> inf finite-sigma theory at Krylov depth `depth` (one cell); returns a `TheoryResult`."""
     from ._krylov import _krylov_flow

@@ -26,6 +26,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from ..loss import population_loss_and_grad
 from ..model import LinearRNN
@@ -81,7 +82,7 @@ def _krylov_flow(W0, Q, theta0, target, eta, ts, rtol, atol, max_steps, doubling
     return ys, W, loss, ok, n
 
 
-def solve_krylov(target, network, ts, *, eta=1.0, depth=0, rtol=1e-8, atol=1e-10, max_steps=100_000, threshold=1e-2, doublings=24):
+def solve_krylov(target, network, ts, *, eta: float | ArrayLike = 1.0, depth=0, rtol=1e-8, atol=1e-10, max_steps=100_000, threshold=1e-2, doublings=24):
     """Depth-k block-Krylov reduction for one network (W0, u0, v0); returns a `TheoryResult`.
 
     `outlier` is taken from the eigenvalues of the reduced model's full W = W0 + Q m Q^T (host eig), so it

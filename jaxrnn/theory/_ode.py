@@ -34,4 +34,5 @@ def integrate(rhs, y0, args, ts, *, rtol=1e-10, atol=1e-12, max_steps=100_000, s
     )
     ok = sol.result == diffrax.RESULTS.successful
     ys = sol.ys
+    assert ys is not None  # SaveAt(ts=...) always saves
     return ys, ok, jnp.asarray(sol.stats["num_steps"])

@@ -12,9 +12,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from ..model import LinearRNN, init_network
-from ..observables import outlier_eigenvalue
 from ..targets import ExponentialSum
 from ._result import TheoryResult, make_result
 from ._sigma0 import eight_state_from_network, eight_state_infinite, solve_sigma0_grid
@@ -129,7 +129,7 @@ def solve(
     *,
     t1: float,
     sigma: float = 0.0,
-    eta=1.0,
+    eta: float | ArrayLike = 1.0,
     ts=None,
     n_save: int = 1001,
     network: LinearRNN | None = None,
