@@ -10,6 +10,8 @@ threads made a 64x64 solve 100x slower. In your own scripts, set it yourself if 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
 # public name -> defining module
@@ -65,6 +67,19 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Importing a submodule binds it on its package: `jaxrnn.train` (the module) would then hide
+    `jaxrnn.train` (the function). Keep the public name, as the eager `from .train import train` did."""
+
+    def __setattr__(self, name, value):
+        if name in _EXPORTS and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports

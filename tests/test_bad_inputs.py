@@ -232,3 +232,17 @@ def test_import_has_no_side_effects():
     env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_NUM_THREADS"}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
+
+
+def test_lazy_names_survive_submodule_imports():
+    """`jaxrnn.train` stays the function after the `jaxrnn.train` module is imported (by jaxrnn itself,
+    by `from jaxrnn.train import ...`, or by touching another name it defines)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import jaxrnn; jaxrnn.ExactLoss(); assert callable(jaxrnn.train), jaxrnn.train; "
+        "from jaxrnn.train import TrainResult; import jaxrnn.sweep; assert callable(jaxrnn.train); print('ok')"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
