@@ -9,6 +9,7 @@ import scipy.integrate as si
 from jax.flatten_util import ravel_pytree
 
 import jaxrnn
+from jaxrnn.train import train  # the function: once a test imports the submodule, the lazy `jaxrnn.train` is the module
 from jaxrnn.methods import RK4_LIMIT
 from jaxrnn.status import STATUS_OK, STATUS_UNSTABLE_STEP
 from jaxrnn.train import AbstractLoss, ExactLoss
@@ -45,7 +46,7 @@ def test_stiff_flow_follows_an_implicit_reference_with_far_fewer_steps_than_rk4_
     pop = jaxrnn.init_population(5, 0.3, 3, M)
     c, eta = np.array([0.04, 0.08]), np.array([1.0, 1.5])
     target = jaxrnn.leaky_integrator(c)
-    res = jaxrnn.train(pop, target, eta=eta, method=jaxrnn.StiffFlow(0.1), steps=20, n_log=21, compute_spectra=False)
+    res = train(pop, target, eta=eta, method=jaxrnn.StiffFlow(0.1), steps=20, n_log=21, compute_spectra=False)
     assert np.all(res.status == STATUS_OK)
     top = np.nanmax(res.curvature, axis=1)
     assert np.all(top > 0.1 * 0.25 * eta / c**3) and top[0] > 2000  # it is stiff
@@ -67,8 +68,8 @@ def test_stiff_flow_network_does_not_depend_on_its_batch_mates():
     pop = jaxrnn.init_population(6, 0.3, 3, 2)
     c = np.array([0.04, 0.3])
     kw = dict(method=jaxrnn.StiffFlow(0.25), steps=4, n_log=3, compute_spectra=False)
-    both = jaxrnn.train(pop, jaxrnn.leaky_integrator(c), **kw)
-    alone = jaxrnn.train(_take(pop, 1), jaxrnn.leaky_integrator(c[1:]), **kw)
+    both = train(pop, jaxrnn.leaky_integrator(c), **kw)
+    alone = train(_take(pop, 1), jaxrnn.leaky_integrator(c[1:]), **kw)
     np.testing.assert_allclose(both.loss[1], alone.loss[0], rtol=1e-7)
     assert abs(int(both.stats["accepted"][1]) - int(alone.stats["accepted"][0])) <= 1
     assert both.stats["accepted"][0] > 2 * both.stats["accepted"][1]  # the stiffer network took its own steps
@@ -80,7 +81,7 @@ def test_rk4_past_its_stability_edge_is_flagged_not_returned():
     wrong L/L0 (~0.6 instead of 1e-3) without blowing up. It is flagged STATUS_UNSTABLE_STEP and its
     learning times are withheld (NaN)."""
     pop = jaxrnn.init_population(64, 0.1, 0, 1)
-    res = jaxrnn.train(pop, jaxrnn.leaky_integrator(0.03), method=jaxrnn.GradientFlow(1e-3), steps=1200, n_log=13,
+    res = train(pop, jaxrnn.leaky_integrator(0.03), method=jaxrnn.GradientFlow(1e-3), steps=1200, n_log=13,
                        compute_spectra=False)
     assert res.status[0] == STATUS_UNSTABLE_STEP
     assert np.isnan(res.t_learn[0]) and np.isnan(res.steps_to_learn[0])
@@ -92,8 +93,8 @@ def test_rk4_flag_separates_stable_from_edge_steps():
     stability interval (dt * rate ~ 2 < 2.785) and is not flagged; dt = 1.6e-2 is outside and is flagged."""
     pop = jaxrnn.init_population(8, 0.2, 1, 1)
     target = jaxrnn.leaky_integrator(0.1)
-    ok = jaxrnn.train(pop, target, method=jaxrnn.GradientFlow(8e-3), steps=376, n_log=5, compute_spectra=False)
-    bad = jaxrnn.train(pop, target, method=jaxrnn.GradientFlow(1.6e-2), steps=188, n_log=5, compute_spectra=False)
+    ok = train(pop, target, method=jaxrnn.GradientFlow(8e-3), steps=376, n_log=5, compute_spectra=False)
+    bad = train(pop, target, method=jaxrnn.GradientFlow(1.6e-2), steps=188, n_log=5, compute_spectra=False)
     assert ok.status[0] == STATUS_OK and bad.status[0] == STATUS_UNSTABLE_STEP
     top = np.nanmax(ok.curvature[0])
     assert 0.5 * 2.7853 < 8e-3 * top < 0.97 * 2.7853  # the stable run came close to the edge (a real test)
@@ -142,7 +143,7 @@ def test_a_user_loss_through_the_interface():
     pop = jaxrnn.init_population(6, 0.3, 0, 2)
     target = jaxrnn.leaky_integrator(0.3)
     kw = dict(method=method, steps=10, n_log=3, compute_spectra=False)
-    half = jaxrnn.train(pop, target, eta=2.0, loss=_HalfExactLoss(), **kw)
-    full = jaxrnn.train(pop, target, eta=1.0, loss=ExactLoss(doublings=14), **kw)
+    half = train(pop, target, eta=2.0, loss=_HalfExactLoss(), **kw)
+    full = train(pop, target, eta=1.0, loss=ExactLoss(doublings=14), **kw)
     np.testing.assert_allclose(2 * half.loss, full.loss, rtol=1e-7)
     assert np.all(full.loss[:, -1] < full.loss[:, 0])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import jaxrnn
+from jaxrnn.train import train  # the function: once a test imports the submodule, the lazy `jaxrnn.train` is the module
 
 
 def _pop(M=2):
@@ -45,7 +46,7 @@ def test_bad_argument_is_named(kwargs, match):
     kw = dict(steps=10)
     kw.update(kwargs)
     with pytest.raises(ValueError, match=match):
-        jaxrnn.train(_pop(), jaxrnn.leaky_integrator(0.5), **kw)
+        train(_pop(), jaxrnn.leaky_integrator(0.5), **kw)
 
 
 @pytest.mark.parametrize("name", ["W", "u", "v"])
@@ -55,30 +56,30 @@ def test_non_finite_initial_weights_name_the_field_and_network(name, bad):
     x = np.array(getattr(pop, name))
     x[1].flat[0] = bad
     with pytest.raises(ValueError, match=rf"model\.{name} must be finite: non-finite entries in networks \[1\]"):
-        jaxrnn.train(_with(pop, **{name: jnp.asarray(x)}), jaxrnn.leaky_integrator(0.5), steps=2)
+        train(_with(pop, **{name: jnp.asarray(x)}), jaxrnn.leaky_integrator(0.5), steps=2)
 
 
 def test_model_and_target_shapes_and_types():
     pop = _pop()
     with pytest.raises(ValueError, match="model must be a LinearRNN"):
-        jaxrnn.train({"W": pop.W}, jaxrnn.leaky_integrator(0.5), steps=2)
+        train({"W": pop.W}, jaxrnn.leaky_integrator(0.5), steps=2)
     with pytest.raises(ValueError, match="leading network axis"):
-        jaxrnn.train(jax.tree.map(lambda x: x[0], pop), jaxrnn.leaky_integrator(0.5), steps=2)
+        train(jax.tree.map(lambda x: x[0], pop), jaxrnn.leaky_integrator(0.5), steps=2)
     with pytest.raises(ValueError, match="target must be an ExponentialSum"):
-        jaxrnn.train(pop, 0.5, steps=2)
+        train(pop, 0.5, steps=2)
     with pytest.raises(ValueError, match="target population has 3 entries"):
-        jaxrnn.train(pop, jaxrnn.leaky_integrator(np.array([0.1, 0.2, 0.3])), steps=2)
+        train(pop, jaxrnn.leaky_integrator(np.array([0.1, 0.2, 0.3])), steps=2)
     with pytest.raises(ValueError, match="must share one dtype"):
-        jaxrnn.train(_with(pop, u=pop.u.astype(jnp.float32)), jaxrnn.leaky_integrator(0.5), steps=2)
+        train(_with(pop, u=pop.u.astype(jnp.float32)), jaxrnn.leaky_integrator(0.5), steps=2)
     with pytest.raises(ValueError, match="model.W must be float32 or float64"):
-        jaxrnn.train(_with(pop, W=jnp.zeros(pop.W.shape, jnp.int32)), jaxrnn.leaky_integrator(0.5), steps=2)
+        train(_with(pop, W=jnp.zeros(pop.W.shape, jnp.int32)), jaxrnn.leaky_integrator(0.5), steps=2)
 
 
 def test_float64_input_with_x64_off_is_an_error_not_a_silent_downcast():
     pop = jaxrnn.LinearRNN(*(np.asarray(x, np.float64) for x in (_pop().W, _pop().u, _pop().v)))  # numpy float64
     with jax.enable_x64(False):
         with pytest.raises(ValueError, match="model.W is float64 but jax_enable_x64 is off"):
-            jaxrnn.train(pop, jaxrnn.leaky_integrator(0.5), steps=2)
+            train(pop, jaxrnn.leaky_integrator(0.5), steps=2)
 
 
 @pytest.mark.parametrize(
@@ -102,6 +103,6 @@ def test_good_arguments_still_run():
     """The checks accept what they should: eta as a list of M, numpy keys data, log_steps, trainable as a name."""
     pop = _pop()
     keys = jax.random.key_data(jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(2)))
-    res = jaxrnn.train(pop, jaxrnn.leaky_integrator(0.5), eta=[1.0, 0.5], steps=3, n_log=4, trainable="W",
+    res = train(pop, jaxrnn.leaky_integrator(0.5), eta=[1.0, 0.5], steps=3, n_log=4, trainable="W",
                        keys=np.asarray(keys), compute_spectra=False)
     assert res.loss.shape == (2, 4) and np.all(np.isfinite(res.loss))
