@@ -29,6 +29,7 @@ Fast paths (same values to the dtype's precision; the functions above are their 
 from __future__ import annotations
 
 import math
+from typing import Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -193,6 +194,27 @@ def _fast_terms(model: LinearRNN, target: ExponentialSum, max_doublings: int, sh
     return P @ model.v, O @ model.u, O @ P, x, y.astype(cdtype), tail, K
 
 
+@overload
+def population_loss_and_grad_fast(
+    model: LinearRNN, target: ExponentialSum, *, max_doublings: int = ..., shift: float | ArrayLike | None = ...,
+    factored: int | None = ..., return_doublings: Literal[False] = ...,
+) -> tuple[Scalar, LinearRNN, Scalar]: ...
+
+
+@overload
+def population_loss_and_grad_fast(
+    model: LinearRNN, target: ExponentialSum, *, max_doublings: int = ..., shift: float | ArrayLike | None = ...,
+    factored: int | None = ..., return_doublings: Literal[True],
+) -> tuple[Scalar, LinearRNN, Scalar, Array]: ...
+
+
+@overload
+def population_loss_and_grad_fast(
+    model: LinearRNN, target: ExponentialSum, *, max_doublings: int = ..., shift: float | ArrayLike | None = ...,
+    factored: int | None = ..., return_doublings: bool,
+) -> tuple[Scalar, LinearRNN, Scalar] | tuple[Scalar, LinearRNN, Scalar, Array]: ...
+
+
 def population_loss_and_grad_fast(
     model: LinearRNN,
     target: ExponentialSum,
@@ -201,7 +223,7 @@ def population_loss_and_grad_fast(
     shift: float | ArrayLike | None = None,
     factored: int | None = None,
     return_doublings: bool = False,
-):
+) -> tuple[Scalar, LinearRNN, Scalar] | tuple[Scalar, LinearRNN, Scalar, Array]:
     """`population_loss_and_grad` (dense Gramians) with adaptive doublings and an automatic shift.
 
     Same loss and adjoint gradients (see the module doc) to the dtype's precision: the Smith doubling
