@@ -178,20 +178,25 @@ class ExactLoss(AbstractLoss):
     def _use_fast(self) -> bool:
         return bool(self.fast) and self.gramian == "dense"
 
+    def _max_doublings(self) -> int:
+        if self.doublings is None:
+            raise ValueError("ExactLoss.doublings is unresolved: call loss.resolved(targets) first (train does)")
+        return int(self.doublings)
+
     def _options(self):
         shift = 1.0 if self.shift is None else self.shift
         return dict(doublings=self.doublings, shift=shift, gramian=self.gramian, max_steps=self.max_steps)
 
     def value_and_grad(self, model, target, key):
         if self._use_fast:
-            loss, grad, tail = population_loss_and_grad_fast(model, target, max_doublings=self.doublings, shift=self.shift)
+            loss, grad, tail = population_loss_and_grad_fast(model, target, max_doublings=self._max_doublings(), shift=self.shift)
         else:
             loss, grad, tail = population_loss_and_grad(model, target, **self._options())
         return loss, grad, tail < TAIL_TOLERANCE
 
     def monitor(self, model, target):
         if self._use_fast:
-            return population_loss_fast(model, target, max_doublings=self.doublings, shift=self.shift)
+            return population_loss_fast(model, target, max_doublings=self._max_doublings(), shift=self.shift)
         return population_loss(model, target, **self._options())
 
 
