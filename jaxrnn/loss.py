@@ -1,4 +1,4 @@
-"""Losses of one network against one target (THEORY.md section 2). Each vmaps over a population.
+"""Losses of one network against one target (docs/concepts.md §2). Each vmaps over a population.
 
 Write s = the readout scale (1/N mean-field), A = W - I, and k*(tau) = Re sum_j r_j exp(-s_j tau).
 

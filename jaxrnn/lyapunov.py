@@ -11,7 +11,7 @@ to the Stein equation X = F X F^T + G, which squared Smith doubling solves:
 The truncation error is F^(2^K) X F^(2^K)T, so the returned `tail` = max |F^(2^K)| both bounds the
 relative error and flags a non-Hurwitz A (then |F^(2^K)| grows instead of vanishing). An eigenvalue
 -kappa of A maps to (p - kappa)/(p + kappa) ~ 1 - 2 kappa/p, so K ~ log2(p/kappa) + 5 doublings
-reach machine precision (THEORY.md section 2).
+reach machine precision (docs/concepts.md §2).
 
 For large N with a single input vector, `low_rank_gramians` gives P ~ Z_P Z_P^T and O ~ Z_O Z_O^T by
 low-rank ADI (Li-White) with a few cyclic real shifts: one inverse per shift and O(N^2) per ADI step

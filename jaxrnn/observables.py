@@ -52,7 +52,7 @@ def _first_crossing(t, x, threshold, log):
 
 
 def learning_time(t, loss, *, threshold: float = 1e-2):
-    """t_learn: first time L(t) < threshold * L(0), log-interpolated between logged points (THEORY.md s8).
+    """t_learn: first time L(t) < threshold * L(0), log-interpolated between logged points (docs/concepts.md §8).
 
     `loss` has the log-time axis last (any leading axes); `t` is that axis. NaN if never reached.
     """
@@ -189,7 +189,7 @@ def charge(W, u, v, rates=(1.0, None, None)):
     """C = W W^T - W^T W + (rho_W/rho_u) u u^T - (rho_W/rho_v) v v^T, conserved by gradient flow.
 
     The loss is invariant under (W, u, v) -> (S W S^-1, S u, S^-T v); with gradient-flow rates
-    (rho_W, rho_u, rho_v) the Noether charge above is conserved (THEORY.md section 3). For mean-field
+    (rho_W, rho_u, rho_v) the Noether charge above is conserved (docs/concepts.md §3). For mean-field
     rates (eta, eta N, eta N) the weights are 1/N. `rates=(1, None, None)` means mean-field.
     """
     N = W.shape[-1]

@@ -1,4 +1,4 @@
-"""Block-Krylov (Galerkin) reduction of depth k at finite N and sigma > 0 (THEORY.md section 6).
+"""Block-Krylov (Galerkin) reduction of depth k at finite N and sigma > 0 (docs/concepts.md §6).
 
 Basis. K_k = span of the words of length <= k in (W0, W0^T) applied to {u0, v0}; Q (N x d) is an
 orthonormal basis of it, d <= 2 (2^(k+1) - 1).

@@ -1,4 +1,4 @@
-"""sigma = 0: the exact 2-dimensional reduction of the gradient flow (THEORY.md section 5).
+"""sigma = 0: the exact 2-dimensional reduction of the gradient flow (docs/concepts.md §5).
 
 With Q an orthonormal basis of span{u0, v0} and u = sqrt(N) Q a, v = sqrt(N) Q b, W = Q M Q^T, the
 mean-field gradient flow (dW/dt = -eta dL/dW, du/dt = -eta N dL/du, dv/dt = -eta N dL/dv) stays in this

@@ -1,4 +1,4 @@
-"""Closed-form loss of a 2-state linear RNN (THEORY.md section 5): no Lyapunov solve.
+"""Closed-form loss of a 2-state linear RNN (docs/concepts.md §5): no Lyapunov solve.
 
 For the reduced network k(tau) = b^T expm((M - I) tau) a with M in R^{2x2}, write
 T = tr M, D = det M, m0 = b.a, m1 = b^T M a. Its transfer function is
