@@ -40,13 +40,25 @@ def main(argv=None):
             t0 = time.perf_counter()
             s = run_sweep(spec, Path(d) / "s.zarr", quiet=True)
             wall = time.perf_counter() - t0
-        row = dict(config=cfg, estimate_s=est.total_s, compile_s=est.compile_s, steps_s=est.train_s, log_s=est.log_s,
-                   theory_s=est.theory_s, measured_s=wall, measured_compile_s=s.compile_s, ratio=wall / est.total_s,
-                   estimate_took_s=t_est)
+        row = dict(
+            config=cfg,
+            estimate_s=est.total_s,
+            compile_s=est.compile_s,
+            steps_s=est.train_s,
+            log_s=est.log_s,
+            theory_s=est.theory_s,
+            measured_s=wall,
+            measured_compile_s=s.compile_s,
+            ratio=wall / est.total_s,
+            estimate_took_s=t_est,
+        )
         rows.append(row)
-        print(f"{cfg}: estimated {est.total_s:.1f} s (compile {est.compile_s:.0f}, steps {est.train_s:.1f}, log "
-              f"{est.log_s:.1f}, theory {est.theory_s:.1f}; the estimate took {t_est:.2f} s), measured {wall:.1f} s "
-              f"(compile ~{s.compile_s:.1f} s): ratio {wall / est.total_s:.2f}", flush=True)
+        print(
+            f"{cfg}: estimated {est.total_s:.1f} s (compile {est.compile_s:.0f}, steps {est.train_s:.1f}, log "
+            f"{est.log_s:.1f}, theory {est.theory_s:.1f}; the estimate took {t_est:.2f} s), measured {wall:.1f} s "
+            f"(compile ~{s.compile_s:.1f} s): ratio {wall / est.total_s:.2f}",
+            flush=True,
+        )
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
     return 0 if all(0.5 <= r["ratio"] <= 2 for r in rows) else 1

@@ -48,20 +48,27 @@ def main():
     dtype = np.float32 if args.float32 else np.float64
     target = leaky_integrator(args.c)
     K = doublings_for(args.c / 4)  # what the trainer picks
-    print(f"# {np.dtype(dtype).name}, M = {args.M} networks per call, sigma = {args.sigma}, c = {args.c}, doublings = {K}")
+    print(
+        f"# {np.dtype(dtype).name}, M = {args.M} networks per call, sigma = {args.sigma}, c = {args.c}, doublings = {K}"
+    )
     print("| N | point | dense (s) | low-rank (s) | ratio | max rel. diff (loss, grads) |")
     print("|---|---|---|---|---|---|")
     for N in args.N:
         pop = init_population(N, args.sigma, 0, args.M, dtype=dtype)
-        learned = LinearRNN(pop.W + 0.7 * jnp.einsum("mi,mj->mij", pop.u, pop.v) / jnp.sum(pop.u * pop.v, -1)[:, None, None],
-                            pop.u, pop.v)
+        learned = LinearRNN(
+            pop.W + 0.7 * jnp.einsum("mi,mj->mij", pop.u, pop.v) / jnp.sum(pop.u * pop.v, -1)[:, None, None],
+            pop.u,
+            pop.v,
+        )
         for name, point in (("init", pop), ("outlier near 1-c", learned)):
             fd = jax.jit(jax.vmap(lambda m: population_loss_and_grad(m, target, doublings=K)))
             fl = jax.jit(jax.vmap(lambda m: population_loss_and_grad(m, target, gramian="low_rank")))
             td, tl = best_time(fd, point, args.repeat), best_time(fl, point, args.repeat)
             d, low = fd(point), fl(point)
-            diff = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
-                       for a, b in zip(jax.tree.leaves((low[0], low[1])), jax.tree.leaves((d[0], d[1]))))
+            diff = max(
+                float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+                for a, b in zip(jax.tree.leaves((low[0], low[1])), jax.tree.leaves((d[0], d[1])))
+            )
             print(f"| {N} | {name} | {td:.3f} | {tl:.3f} | {td / tl:.1f}x | {diff:.1e} |", flush=True)
 
 

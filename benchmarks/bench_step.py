@@ -84,7 +84,9 @@ def make_steps(mode, target, K):
     else:
         kw = dict(dt=DT, batch=B, steps=T)
         fns = {
-            "reference": lambda m, k: jax.value_and_grad(lambda m: jaxrnn.sampled_loss(m, target, k, **kw))(m),
+            "reference": lambda m, k: jax.value_and_grad(lambda m: jaxrnn.sampled_loss(m, target, k, **kw))(
+                m
+            ),
             "fast": lambda m, k: jax.value_and_grad(lambda m: sampled_loss_fft(m, target, k, **kw))(m),
         }
 
@@ -142,14 +144,21 @@ def main():
         sub = jaxrnn.LinearRNN(sub.W, sub.u, 1.1 * sub.v)
     if a.mode == "exact":
         out = {k: jax.jit(jax.vmap(raw[k]))(sub) for k in ("reference", "fast")}
-        Ks = jax.jit(jax.vmap(lambda m: population_loss_and_grad_fast(m, target, max_doublings=K, return_doublings=True)[3]))(m0)
+        Ks = jax.jit(
+            jax.vmap(
+                lambda m: population_loss_and_grad_fast(m, target, max_doublings=K, return_doublings=True)[3]
+            )
+        )(m0)
         Ks = np.asarray(Ks)
     else:
         keys = jax.random.split(key, 8)
         out = {k: jax.jit(jax.vmap(raw[k]))(sub, keys) for k in ("reference", "fast")}
     (lr, gr), (lf, gf) = out["reference"], out["fast"]
     loss_err = float(jnp.max(jnp.abs(lf - lr) / jnp.abs(lr)))
-    grad_err = max(float(jnp.max(jnp.abs(x - y)) / jnp.max(jnp.abs(y))) for x, y in zip(jax.tree.leaves(gf), jax.tree.leaves(gr)))
+    grad_err = max(
+        float(jnp.max(jnp.abs(x - y)) / jnp.max(jnp.abs(y)))
+        for x, y in zip(jax.tree.leaves(gf), jax.tree.leaves(gr))
+    )
 
     states, best, first = {}, {}, {}
     for name, step in steps.items():
@@ -170,19 +179,29 @@ def main():
             states[name] = m
     peak = max(peak, matmul_peak())
 
-    print(f"mode={a.mode} state={a.state} N={a.N} M={a.M} float32 backend={jax.default_backend()} n={a.n} reps={a.reps}")
-    print(f"fast vs reference on 8 networks: max rel loss err {loss_err:.1e}, max rel grad err {grad_err:.1e}")
+    print(
+        f"mode={a.mode} state={a.state} N={a.N} M={a.M} float32 backend={jax.default_backend()} n={a.n} reps={a.reps}"
+    )
+    print(
+        f"fast vs reference on 8 networks: max rel loss err {loss_err:.1e}, max rel grad err {grad_err:.1e}"
+    )
     for name in steps:
         print(f"  {name:10s} {best[name]:9.1f} network-steps/s (best)   first call {first[name]:.1f} s")
-    print(f"  ratio fast/reference {best['fast'] / best['reference']:.2f}x" +
-          (f", fast/jax_port {best['fast'] / best['jax_port']:.2f}x" if "jax_port" in best else ""))
+    print(
+        f"  ratio fast/reference {best['fast'] / best['reference']:.2f}x"
+        + (f", fast/jax_port {best['fast'] / best['jax_port']:.2f}x" if "jax_port" in best else "")
+    )
     print(f"  one-core float32 matmul peak (2048^2): {peak / 1e9:.1f} GFLOP/s")
     if a.mode == "exact":
         Kmean = float(np.mean(Ks))
         fl = fast_exact_flops(a.N, Kmean, min(4, max(1, int(np.log2(a.N)) - 1)))
-        print(f"  fast: doublings used at the start state mean {Kmean:.2f} (min {Ks.min()}, max {Ks.max()}; reference {K})")
-        print(f"  fast: ~{fl / a.N**3:.1f} N^3 flops/network-step -> {fl * best['fast'] / 1e9:.1f} GFLOP/s "
-              f"= {100 * fl * best['fast'] / peak:.0f}% of peak")
+        print(
+            f"  fast: doublings used at the start state mean {Kmean:.2f} (min {Ks.min()}, max {Ks.max()}; reference {K})"
+        )
+        print(
+            f"  fast: ~{fl / a.N**3:.1f} N^3 flops/network-step -> {fl * best['fast'] / 1e9:.1f} GFLOP/s "
+            f"= {100 * fl * best['fast'] / peak:.0f}% of peak"
+        )
 
 
 population_loss_and_grad = jaxrnn.population_loss_and_grad

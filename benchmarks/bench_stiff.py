@@ -36,7 +36,10 @@ def _timed(pop, target, method, steps, n_log):
     t0, c0 = time.perf_counter(), time.process_time()
     res = jaxrnn.train(pop, target, method=method, steps=steps, n_log=n_log, compute_spectra=False)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"   ({type(method).__name__}, M={pop.W.shape[0]}, {steps} steps: wall {wall:.1f} s, cpu {cpu:.1f} s)", flush=True)
+    print(
+        f"   ({type(method).__name__}, M={pop.W.shape[0]}, {steps} steps: wall {wall:.1f} s, cpu {cpu:.1f} s)",
+        flush=True,
+    )
     return res, wall
 
 
@@ -57,15 +60,29 @@ def main():
     stiff_method = jaxrnn.StiffFlow(0.05, rtol=a.rtol)
     stiff, t_stiff = _timed(pop, target, stiff_method, 24, 25)
     st = {k: float(v.mean()) for k, v in stiff.stats.items()}
-    print(f"1. StiffFlow, M={a.M}: {t_stiff:.1f} s, status counts {np.bincount(stiff.status, minlength=3)}, per network: "
-          f"accepted {st['accepted']:.0f}, rejected {st['rejected']:.1f}, grads {st['grads']:.0f}, hvps {st['hvps']:.0f}",
-          flush=True)
+    print(
+        f"1. StiffFlow, M={a.M}: {t_stiff:.1f} s, status counts {np.bincount(stiff.status, minlength=3)}, per network: "
+        f"accepted {st['accepted']:.0f}, rejected {st['rejected']:.1f}, grads {st['grads']:.0f}, hvps {st['hvps']:.0f}",
+        flush=True,
+    )
     _, t_part = _timed(pop, target, jaxrnn.GradientFlow(dt_rk4, checks=0), a.rk4_timed_steps, 2)
     t_rk4 = t_part * n_rk4 / a.rk4_timed_steps
-    print(f"2. RK4 dt={dt_rk4}, M={a.M}: {t_part:.1f} s for {a.rk4_timed_steps} steps -> {t_rk4:.0f} s for {n_rk4}; "
-          f"ratio RK4/StiffFlow = {t_rk4 / t_stiff:.1f}x", flush=True)
-    out = dict(M=a.M, N=a.N, c=a.c, rtol=a.rtol, time_stiff=t_stiff, time_rk4_scaled=t_rk4, ratio=t_rk4 / t_stiff,
-               stiff_stats=st, status_stiff=stiff.status.tolist())
+    print(
+        f"2. RK4 dt={dt_rk4}, M={a.M}: {t_part:.1f} s for {a.rk4_timed_steps} steps -> {t_rk4:.0f} s for {n_rk4}; "
+        f"ratio RK4/StiffFlow = {t_rk4 / t_stiff:.1f}x",
+        flush=True,
+    )
+    out = dict(
+        M=a.M,
+        N=a.N,
+        c=a.c,
+        rtol=a.rtol,
+        time_stiff=t_stiff,
+        time_rk4_scaled=t_rk4,
+        ratio=t_rk4 / t_stiff,
+        stiff_stats=st,
+        status_stiff=stiff.status.tolist(),
+    )
     if a.full:
         k = a.full
         sub = jax.tree.map(lambda x: x[:k], pop)
@@ -74,15 +91,24 @@ def main():
         err = np.abs(stiff.loss[:k] / rk4.loss - 1)
         err_k = np.abs(stiff_k.loss / rk4.loss - 1)
         top = np.nanmax(rk4.curvature, axis=1)
-        out.update(time_stiff_full=t_stiff_k, time_rk4_full=t_rk4_k, ratio_full=t_rk4_k / t_stiff_k,
-                   max_rel_err=float(max(err.max(), err_k.max())), status_rk4=rk4.status.tolist(),
-                   final_L_over_L0=[float(x) for x in rk4.loss[:, -1] / rk4.loss[:, 0]],
-                   top_rate=float(top.max()), rk4_stable_dt=float(2.7853 / top.max()))
-        print(f"3. M={k}, whole flow: RK4 {t_rk4_k:.1f} s (status {rk4.status.tolist()}), StiffFlow {t_stiff_k:.1f} s: "
-              f"ratio {t_rk4_k / t_stiff_k:.1f}x. StiffFlow vs RK4 loss at all 25 log points: max rel err "
-              f"{err.max():.2e} (in the M={a.M} run), {err_k.max():.2e} (M={k}); final L/L0 "
-              f"{np.round(out['final_L_over_L0'], 5).tolist()}; RK4's top rate {top.max():.0f} -> stable dt < "
-              f"{out['rk4_stable_dt']:.3g}", flush=True)
+        out.update(
+            time_stiff_full=t_stiff_k,
+            time_rk4_full=t_rk4_k,
+            ratio_full=t_rk4_k / t_stiff_k,
+            max_rel_err=float(max(err.max(), err_k.max())),
+            status_rk4=rk4.status.tolist(),
+            final_L_over_L0=[float(x) for x in rk4.loss[:, -1] / rk4.loss[:, 0]],
+            top_rate=float(top.max()),
+            rk4_stable_dt=float(2.7853 / top.max()),
+        )
+        print(
+            f"3. M={k}, whole flow: RK4 {t_rk4_k:.1f} s (status {rk4.status.tolist()}), StiffFlow {t_stiff_k:.1f} s: "
+            f"ratio {t_rk4_k / t_stiff_k:.1f}x. StiffFlow vs RK4 loss at all 25 log points: max rel err "
+            f"{err.max():.2e} (in the M={a.M} run), {err_k.max():.2e} (M={k}); final L/L0 "
+            f"{np.round(out['final_L_over_L0'], 5).tolist()}; RK4's top rate {top.max():.0f} -> stable dt < "
+            f"{out['rk4_stable_dt']:.3g}",
+            flush=True,
+        )
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

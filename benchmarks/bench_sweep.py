@@ -31,15 +31,25 @@ def main():
     jax.config.update("jax_enable_x64", a.dtype == "float64")
 
     from jaxrnn.sweep import plan_sweep, spec_from_dict
-    from jaxrnn.sweep._runner import _mesh, _networks, _targets, build_population, make_loss, make_method, run_chunk
+    from jaxrnn.sweep._runner import (
+        _mesh,
+        _networks,
+        _targets,
+        build_population,
+        make_loss,
+        make_method,
+        run_chunk,
+    )
     from jaxrnn.train import train
 
-    spec = spec_from_dict({
-        "name": "bench",
-        "grid": {"N": [a.N], "sigma": a.sigma, "c": [0.5], "seed": {"count": a.seeds}},
-        "train": {"dt": 0.01, "steps": a.steps, "n_log": 21, "dtype": a.dtype},
-        "theory": {"overlay": "none"},
-    })
+    spec = spec_from_dict(
+        {
+            "name": "bench",
+            "grid": {"N": [a.N], "sigma": a.sigma, "c": [0.5], "seed": {"count": a.seeds}},
+            "train": {"dt": 0.01, "steps": a.steps, "n_log": 21, "dtype": a.dtype},
+            "theory": {"overlay": "none"},
+        }
+    )
     plan = plan_sweep(spec, chunk_size=len(a.sigma) * a.seeds, n_devices=1)
     (chunk,) = plan.chunks
     M = len(chunk.cells) * a.seeds
@@ -54,8 +64,16 @@ def main():
     def naive_once(i):
         one = {k: v[i : i + 1] for k, v in net.items()}
         model, _ = build_population(spec, a.N, one)
-        res = train(model, _targets(spec, one["c"], one["w"]), eta=one["eta"], method=method, loss=loss,
-                    steps=spec.train.steps, log_steps=spec.log_steps(), trainable=spec.train.trainable)
+        res = train(
+            model,
+            _targets(spec, one["c"], one["w"]),
+            eta=one["eta"],
+            method=method,
+            loss=loss,
+            steps=spec.train.steps,
+            log_steps=spec.log_steps(),
+            trainable=spec.train.trainable,
+        )
         return float(np.asarray(res.t_learn)[0])
 
     t0 = time.perf_counter()
@@ -73,9 +91,15 @@ def main():
     naive_s = time.perf_counter() - t0
 
     np.testing.assert_allclose(tl_naive, tl_sweep, rtol=1e-6, equal_nan=True)
-    print(f"{M} networks, N = {a.N}, sigma = {a.sigma}, {a.steps} RK4 flow steps, {a.dtype}, backend {jax.default_backend()}")
-    print(f"sweep chunk (M = {M}, one program):  {M / sweep_s:8.2f} networks/s  ({sweep_s:.2f} s; first call incl. compile {first_sweep:.1f} s)")
-    print(f"naive loop (M = 1 train per network): {M / naive_s:8.2f} networks/s  ({naive_s:.2f} s; first call incl. compile {first_naive:.1f} s)")
+    print(
+        f"{M} networks, N = {a.N}, sigma = {a.sigma}, {a.steps} RK4 flow steps, {a.dtype}, backend {jax.default_backend()}"
+    )
+    print(
+        f"sweep chunk (M = {M}, one program):  {M / sweep_s:8.2f} networks/s  ({sweep_s:.2f} s; first call incl. compile {first_sweep:.1f} s)"
+    )
+    print(
+        f"naive loop (M = 1 train per network): {M / naive_s:8.2f} networks/s  ({naive_s:.2f} s; first call incl. compile {first_naive:.1f} s)"
+    )
     print(f"ratio sweep / naive: {naive_s / sweep_s:.1f}x   (t_learn agree to 1e-6)")
 
 

@@ -47,11 +47,15 @@ def main():
     t_warm = time.perf_counter() - t0
     B = C.size
     steps = r["num_steps"]
-    print(f"grid {C.shape} = {B} cells, c in [{args.c_min}, {args.c_max}], t1 = {args.t1}, {args.n_save} save times, "
-          f"rtol = {args.rtol}, {r.method}")
+    print(
+        f"grid {C.shape} = {B} cells, c in [{args.c_min}, {args.c_max}], t1 = {args.t1}, {args.n_save} save times, "
+        f"rtol = {args.rtol}, {r.method}"
+    )
     print(f"first call (compile + solve) {t_first:.2f} s; warm call {t_warm:.2f} s")
-    print(f"throughput {B / t_warm:.0f} cells/s; solver success {np.mean(r.ok) * 100:.2f}%; "
-          f"median steps {np.median(steps):.0f}, max {np.max(steps)}")
+    print(
+        f"throughput {B / t_warm:.0f} cells/s; solver success {np.mean(r.ok) * 100:.2f}%; "
+        f"median steps {np.median(steps):.0f}, max {np.max(steps)}"
+    )
 
 
 if __name__ == "__main__":

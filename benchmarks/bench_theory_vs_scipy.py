@@ -55,7 +55,10 @@ def peer(cs, ts):
     """scipy LSODA, one cell at a time; returns (cells/s, t_learn)."""
     x0 = np.array([0, 0, 0, 1 / np.sqrt(2), 1 / np.sqrt(2)])
     t0 = time.perf_counter()
-    sols = [solve_ivp(_peer_rhs, (0, ts[-1]), x0, method="LSODA", args=(c,), rtol=1e-8, atol=1e-10, t_eval=ts) for c in cs]
+    sols = [
+        solve_ivp(_peer_rhs, (0, ts[-1]), x0, method="LSODA", args=(c,), rtol=1e-8, atol=1e-10, t_eval=ts)
+        for c in cs
+    ]
     dt = time.perf_counter() - t0
     loss = np.array([[_peer_loss(x, c) for x in s.y.T] for s, c in zip(sols, cs)])
     return len(cs) / dt, learning_time(ts, loss)
@@ -65,7 +68,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("n_cells", type=int, nargs="?", default=2000)
     ap.add_argument("peer_cells", type=int, nargs="?", default=100)
-    ap.add_argument("--check", type=int, default=0, help="cells for the previous-solver (Kvaerno5) comparison")
+    ap.add_argument(
+        "--check", type=int, default=0, help="cells for the previous-solver (Kvaerno5) comparison"
+    )
     args = ap.parse_args()
     cs = np.logspace(-2, np.log10(0.3), args.n_cells)
     ts = np.linspace(0.0, 3.0, 61)
@@ -80,15 +85,23 @@ def main():
         r = th.solve(jaxrnn.leaky_integrator(cs), th.Sigma0(sym), **kw)
         warm = time.perf_counter() - t0
         rates[name], res[name] = args.n_cells / warm, r
-        print(f"jaxrnn {name}: {args.n_cells / warm:.0f} cells/s warm ({args.n_cells} cells in {warm:.3f} s; first call "
-              f"{first:.1f} s incl. compile), ok {np.mean(r.ok):.3f}, steps median {np.median(r['num_steps']):.0f} "
-              f"max {np.max(r['num_steps'])}", flush=True)
+        print(
+            f"jaxrnn {name}: {args.n_cells / warm:.0f} cells/s warm ({args.n_cells} cells in {warm:.3f} s; first call "
+            f"{first:.1f} s incl. compile), ok {np.mean(r.ok):.3f}, steps median {np.median(r['num_steps']):.0f} "
+            f"max {np.max(r['num_steps'])}",
+            flush=True,
+        )
     r5 = res["5-ODE"]
-    print(f"5-ODE vs 8-ODE: max |t_learn rel diff| {np.max(np.abs(res['8-ODE'].t_learn / r5.t_learn - 1)):.2e}")
+    print(
+        f"5-ODE vs 8-ODE: max |t_learn rel diff| {np.max(np.abs(res['8-ODE'].t_learn / r5.t_learn - 1)):.2e}"
+    )
     pick = np.unique(np.linspace(0, args.n_cells - 1, args.peer_cells).round().astype(int))
     prate, ptl = peer(cs[pick], ts)
-    print(f"scipy LSODA: {prate:.1f} cells/s ({len(pick)} cells, t in [0,3], rtol 1e-8); "
-          f"max |t_learn rel diff| vs jaxrnn 5-ODE {np.max(np.abs(ptl / r5.t_learn[pick] - 1)):.2e}", flush=True)
+    print(
+        f"scipy LSODA: {prate:.1f} cells/s ({len(pick)} cells, t in [0,3], rtol 1e-8); "
+        f"max |t_learn rel diff| vs jaxrnn 5-ODE {np.max(np.abs(ptl / r5.t_learn[pick] - 1)):.2e}",
+        flush=True,
+    )
     if args.check:
         from jaxrnn.theory._sigma0 import eight_state_infinite, five_state_from_eight, solve_five
         from jaxrnn.theory._solve import _flatten_target
@@ -97,16 +110,24 @@ def main():
         with jax.enable_x64(True):
             tg = _flatten_target(jaxrnn.leaky_integrator(cs[chk]), (len(chk),))
             z0 = five_state_from_eight(eight_state_infinite(jax.numpy.float64))[0]
-            f = jax.jit(jax.vmap(lambda t: solve_five(t, z0, 1.0, jax.numpy.asarray(ts), rtol=1e-8, atol=1e-10)["loss"]))
+            f = jax.jit(
+                jax.vmap(
+                    lambda t: solve_five(t, z0, 1.0, jax.numpy.asarray(ts), rtol=1e-8, atol=1e-10)["loss"]
+                )
+            )
             t0 = time.perf_counter()
             old = np.asarray(f(tg))
             dt = time.perf_counter() - t0
         d = np.max(np.abs(learning_time(ts, old) / r5.t_learn[chk] - 1))
-        print(f"previous solver (vmapped Kvaerno5, first call incl. compile {dt:.1f} s) on {len(chk)} cells: "
-              f"max |t_learn rel diff| {d:.2e}; max |loss rel diff| {np.max(np.abs(old / r5.loss[chk] - 1)):.2e}")
+        print(
+            f"previous solver (vmapped Kvaerno5, first call incl. compile {dt:.1f} s) on {len(chk)} cells: "
+            f"max |t_learn rel diff| {d:.2e}; max |loss rel diff| {np.max(np.abs(old / r5.loss[chk] - 1)):.2e}"
+        )
     best = max(rates, key=rates.get)
-    print(f"theory sigma=0 grid: jaxrnn {rates[best]:.0f} cells/s ({best}) vs scipy LSODA {prate:.1f} cells/s = "
-          f"{rates[best] / prate:.0f}x")
+    print(
+        f"theory sigma=0 grid: jaxrnn {rates[best]:.0f} cells/s ({best}) vs scipy LSODA {prate:.1f} cells/s = "
+        f"{rates[best] / prate:.0f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -60,14 +60,17 @@ def main():
     n_peer = min(a.networks, 8)  # the peer is slow: time a subset and scale per network
     t0 = time.perf_counter()
     peer_loss = [
-        numpy_peer(*(np.asarray(x[i], dtype=float) for x in (pop.W, pop.u, pop.v)), c, eta, a.steps) for i in range(n_peer)
+        numpy_peer(*(np.asarray(x[i], dtype=float) for x in (pop.W, pop.u, pop.v)), c, eta, a.steps)
+        for i in range(n_peer)
     ]
     t_peer = time.perf_counter() - t0
     err = np.max(np.abs(np.array(peer_loss) - res.loss[:n_peer, -1]) / res.loss[:n_peer, -1])
 
     rate_jax = a.networks * a.steps / t_jax
     rate_peer = n_peer * a.steps / t_peer
-    print(f"backend={jax.default_backend()} devices={jax.device_count()} dtype={a.dtype} M={a.networks} N={a.N} steps={a.steps}")
+    print(
+        f"backend={jax.default_backend()} devices={jax.device_count()} dtype={a.dtype} M={a.networks} N={a.N} steps={a.steps}"
+    )
     print(f"final-loss agreement with the numpy/scipy peer: max rel err {err:.1e}")
     print(f"jaxrnn (vmapped, jitted):      {rate_jax:10.1f} network-steps/s")
     print(f"numpy/scipy per-network loop:  {rate_peer:10.1f} network-steps/s")

@@ -41,8 +41,11 @@ sys.path.insert(0, PEERS)
 from common import flops_per_step  # noqa: E402
 
 SINGLE_THREAD = {
-    "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1", "JAX_PLATFORMS": "cpu",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    "JAX_PLATFORMS": "cpu",
 }
 
 
@@ -55,8 +58,15 @@ class Worker:
         if core is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(core)] + cmd
         self.name, self.timeout = script, timeout
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  text=True, env=env, cwd=PEERS)
+        self.p = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            cwd=PEERS,
+        )
 
     def ask(self, **req):
         if self.p.poll() is not None:
@@ -81,7 +91,9 @@ class Worker:
 
 
 def has_torch(python):
-    r = subprocess.run([python, "-c", "import torch"], capture_output=True, env=dict(os.environ, **SINGLE_THREAD))
+    r = subprocess.run(
+        [python, "-c", "import torch"], capture_output=True, env=dict(os.environ, **SINGLE_THREAD)
+    )
     return r.returncode == 0
 
 
@@ -103,20 +115,29 @@ def parse_configs(s):
 
 
 def markdown(rows, info):
-    lines = ["| mode | N | M | contender | net-steps/s (best) | median | vs best peer (best) | (median) | first call (s) "
-             "| nominal GFLOP/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| mode | N | M | contender | net-steps/s (best) | median | vs best peer (best) | (median) | first call (s) "
+        "| nominal GFLOP/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['mode']} | {r['N']} | {r['M']} | {r['name']} | {r['best']:.1f} | {r['median']:.1f} | "
-                     f"{r['ratio_to_best_peer']:.2f}x | {r['median_ratio_to_best_peer']:.2f}x | {r['setup_s']:.1f} | {r['gflops']:.2f} |")
+        lines.append(
+            f"| {r['mode']} | {r['N']} | {r['M']} | {r['name']} | {r['best']:.1f} | {r['median']:.1f} | "
+            f"{r['ratio_to_best_peer']:.2f}x | {r['median_ratio_to_best_peer']:.2f}x | {r['setup_s']:.1f} | {r['gflops']:.2f} |"
+        )
     lines.append("")
-    lines.append(f"mode a = sampled (Euler dt 0.1, T 200, B 16, BPTT), b = exact loss; float32; one core "
-                 f"(pinned: {info['pinned']}); load average {info['load_start']} -> {info['load_end']}.")
+    lines.append(
+        f"mode a = sampled (Euler dt 0.1, T 200, B 16, BPTT), b = exact loss; float32; one core "
+        f"(pinned: {info['pinned']}); load average {info['load_start']} -> {info['load_end']}."
+    )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--configs", default="a:64:512,b:64:512,b:128:512", help="mode:N:M,... (mode a sampled, b exact)")
+    ap.add_argument(
+        "--configs", default="a:64:512,b:64:512,b:128:512", help="mode:N:M,... (mode a sampled, b exact)"
+    )
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--target", type=float, default=1.0, help="seconds per timed call")
     ap.add_argument("--core", type=int, default=0, help="core to pin every worker to (-1: no pinning)")
@@ -138,15 +159,30 @@ def main(argv=None):
     workers["jax_port"] = Worker(jax_py, "jax_port.py", core, args.timeout)
     workers["jaxrnn"] = Worker(jax_py, "jaxrnn_peer.py", core, args.timeout)
     info = {k: w.ask(cmd="info") for k, w in workers.items()}
-    info.update(pinned=core is not None and shutil.which("taskset") is not None, core=core, load_start=loadavg(),
-                configs=args.configs, reps=args.reps, target_s=args.target, python=sys.version.split()[0],
-                started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    info.update(
+        pinned=core is not None and shutil.which("taskset") is not None,
+        core=core,
+        load_start=loadavg(),
+        configs=args.configs,
+        reps=args.reps,
+        target_s=args.target,
+        python=sys.version.split()[0],
+        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
     print(json.dumps(info), flush=True)
     contenders = {
-        "a": [("torch_naive", "torch", "naive"), ("torch_batched", "torch", "batched"),
-              ("jax_port", "jax_port", None), ("jaxrnn", "jaxrnn", None)],
-        "b": [("torch_batched_eig", "torch", "batched"), ("torch_batched_smith", "torch", "batched_smith"),
-              ("jax_port", "jax_port", None), ("jaxrnn", "jaxrnn", None)],
+        "a": [
+            ("torch_naive", "torch", "naive"),
+            ("torch_batched", "torch", "batched"),
+            ("jax_port", "jax_port", None),
+            ("jaxrnn", "jaxrnn", None),
+        ],
+        "b": [
+            ("torch_batched_eig", "torch", "batched"),
+            ("torch_batched_smith", "torch", "batched_smith"),
+            ("jax_port", "jax_port", None),
+            ("jaxrnn", "jaxrnn", None),
+        ],
     }
     rows, errors = [], []
     for mode, N, M in configs:
@@ -163,7 +199,9 @@ def main(argv=None):
                 errors.append(dict(mode=mode, N=N, M=M, name=name, error=r["error"]))
                 continue
             setup, n = r.get("setup_s", 0.0), 1
-            while r["elapsed"] < args.target / 4 and n < 100_000:  # calibrate: grow n until a call takes target/4
+            while (
+                r["elapsed"] < args.target / 4 and n < 100_000
+            ):  # calibrate: grow n until a call takes target/4
                 n = int(n * min(8.0, max(2.0, args.target / 4 / max(r["elapsed"], 1e-9))))
                 r = workers[wkey].ask(n=n, **req)
                 if "error" in r:
@@ -188,15 +226,28 @@ def main(argv=None):
         med_peer = max([statistics.median(c["tps"]) for c in done if c["name"] != "jaxrnn"] or [float("nan")])
         for c in done:
             best = max(c["tps"])
-            row = dict(mode=mode, N=N, M=M, name=c["name"], best=best, median=statistics.median(c["tps"]),
-                       all=c["tps"], n_per_call=c["n"], setup_s=c["setup"], loss=c["loss"],
-                       ratio_to_best_peer=best / best_peer,
-                       median_ratio_to_best_peer=statistics.median(c["tps"]) / med_peer, gflops=best * flops_per_step(mode, N) / 1e9,
-                       load=loadavg())
+            row = dict(
+                mode=mode,
+                N=N,
+                M=M,
+                name=c["name"],
+                best=best,
+                median=statistics.median(c["tps"]),
+                all=c["tps"],
+                n_per_call=c["n"],
+                setup_s=c["setup"],
+                loss=c["loss"],
+                ratio_to_best_peer=best / best_peer,
+                median_ratio_to_best_peer=statistics.median(c["tps"]) / med_peer,
+                gflops=best * flops_per_step(mode, N) / 1e9,
+                load=loadavg(),
+            )
             rows.append(row)
-            print(f"{mode} N={N} M={M} {c['name']:20s} best {best:10.1f}  median {row['median']:10.1f} net-steps/s  "
-                  f"x{row['ratio_to_best_peer']:.2f} of best peer  first call {c['setup']:.1f} s  loss {c['loss']:.4g}",
-                  flush=True)
+            print(
+                f"{mode} N={N} M={M} {c['name']:20s} best {best:10.1f}  median {row['median']:10.1f} net-steps/s  "
+                f"x{row['ratio_to_best_peer']:.2f} of best peer  first call {c['setup']:.1f} s  loss {c['loss']:.4g}",
+                flush=True,
+            )
     info["load_end"] = loadavg()
     for w in workers.values():
         w.close()

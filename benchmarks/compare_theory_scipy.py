@@ -98,7 +98,7 @@ def main(argv=None):
     cs_peer = np.logspace(-2, np.log10(0.3), args.peer_cells)
     rows = []
     sym_ok = "symmetric" in inspect.signature(th.solve).parameters
-    for sym in ((False, True) if sym_ok else (False,)):
+    for sym in (False, True) if sym_ok else (False,):
         name = "jaxrnn 5-ODE" if sym else "jaxrnn 8-ODE"
         try:
             first, warm, r = run_jaxrnn(cs, sym)
@@ -107,10 +107,22 @@ def main(argv=None):
             rows.append(dict(name=name, error=repr(e)[:300]))
             continue
         _, _, rp = run_jaxrnn(cs_peer, sym) if args.peer_cells != args.cells else (0, 0, r)
-        rows.append(dict(name=name, cells=args.cells, first_call_s=first, warm_s=warm, cells_per_s=args.cells / warm,
-                         ok_fraction=float(np.mean(np.asarray(r.ok))), _peer_grid_loss=np.asarray(rp.loss)))
-        print(f"{name}: {args.cells / warm:.1f} cells/s warm ({args.cells} cells in one call, {warm:.1f} s; "
-              f"first call {first:.1f} s incl. compile), ok {rows[-1]['ok_fraction']:.3f}", flush=True)
+        rows.append(
+            dict(
+                name=name,
+                cells=args.cells,
+                first_call_s=first,
+                warm_s=warm,
+                cells_per_s=args.cells / warm,
+                ok_fraction=float(np.mean(np.asarray(r.ok))),
+                _peer_grid_loss=np.asarray(rp.loss),
+            )
+        )
+        print(
+            f"{name}: {args.cells / warm:.1f} cells/s warm ({args.cells} cells in one call, {warm:.1f} s; "
+            f"first call {first:.1f} s incl. compile), ok {rows[-1]['ok_fraction']:.3f}",
+            flush=True,
+        )
     for method in ("LSODA", "Radau") if args.radau else ("LSODA",):
         el, losses = run_peer(cs_peer, method)
         row = dict(name=f"scipy {method}", cells=args.peer_cells, warm_s=el, cells_per_s=args.peer_cells / el)
@@ -122,19 +134,32 @@ def main(argv=None):
                 diffs[jr["name"]] = float(np.max(np.abs(jl - ref) / np.abs(ref)))
         row["max_rel_loss_diff_vs"] = diffs
         rows.append(row)
-        print(f"scipy {method}: {row['cells_per_s']:.1f} cells/s ({args.peer_cells} cells one at a time, {el:.1f} s); "
-              f"max rel. loss difference to jaxrnn {diffs}", flush=True)
+        print(
+            f"scipy {method}: {row['cells_per_s']:.1f} cells/s ({args.peer_cells} cells one at a time, {el:.1f} s); "
+            f"max rel. loss difference to jaxrnn {diffs}",
+            flush=True,
+        )
     for jr in rows:
         jr.pop("_peer_grid_loss", None)
     jx = [r["cells_per_s"] for r in rows if r["name"].startswith("jaxrnn") and "cells_per_s" in r]
     peer = [r["cells_per_s"] for r in rows if r["name"] == "scipy LSODA"]
     ratio = max(jx) / peer[0] if jx and peer else float("nan")
-    print(f"theory sigma = 0 grid: jaxrnn {max(jx) if jx else float('nan'):.1f} cells/s vs scipy LSODA "
-          f"{peer[0] if peer else float('nan'):.1f} cells/s = {ratio:.2f}x")
+    print(
+        f"theory sigma = 0 grid: jaxrnn {max(jx) if jx else float('nan'):.1f} cells/s vs scipy LSODA "
+        f"{peer[0] if peer else float('nan'):.1f} cells/s = {ratio:.2f}x"
+    )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump(dict(rows=rows, ratio_best_jaxrnn_to_lsoda=ratio, load=os.getloadavg()[0],
-                       started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())), f, indent=1)
+        json.dump(
+            dict(
+                rows=rows,
+                ratio_best_jaxrnn_to_lsoda=ratio,
+                load=os.getloadavg()[0],
+                started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            ),
+            f,
+            indent=1,
+        )
     return 0
 
 

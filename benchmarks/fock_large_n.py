@@ -44,8 +44,15 @@ def simulate(N, sigma, M, c, dt, steps, outlier_every, dtype):
     done = 0
     while done < steps:
         seg = min(outlier_every, steps - done)
-        r = jaxrnn.train(pop, target, method=method, loss=loss_fn, steps=seg, log_steps=np.arange(seg + 1),
-                         compute_spectra=False)
+        r = jaxrnn.train(
+            pop,
+            target,
+            method=method,
+            loss=loss_fn,
+            steps=seg,
+            log_steps=np.arange(seg + 1),
+            compute_spectra=False,
+        )
         loss_all = r.loss if loss_all is None else np.concatenate([loss_all, r.loss[:, 1:]], axis=1)
         t_all += list(done * dt + r.t[1:])
         if done == 0:
@@ -56,8 +63,11 @@ def simulate(N, sigma, M, c, dt, steps, outlier_every, dtype):
         status |= r.status
         t_out.append(done * dt)
         out_all.append(outlier_eigenvalue(np.linalg.eigvals(np.asarray(pop.W, np.float64)), "integrator"))
-        print(f"#   step {done}/{steps}: mean loss {np.nanmean(loss_all[:, -1]):.4e}, "
-              f"mean outlier {np.mean(out_all[-1].real):.5f}", flush=True)
+        print(
+            f"#   step {done}/{steps}: mean loss {np.nanmean(loss_all[:, -1]):.4e}, "
+            f"mean outlier {np.mean(out_all[-1].real):.5f}",
+            flush=True,
+        )
     return np.asarray(t_all), loss_all, np.asarray(t_out), np.stack(out_all, 1).real, status
 
 
@@ -66,7 +76,9 @@ def run(args):
     target = leaky_integrator(args.c)
     steps = int(round(args.t1 / args.dt))
     t0 = time.perf_counter()
-    t, loss, t_out, outl, status = simulate(args.N, args.sigma, args.seeds, args.c, args.dt, steps, args.outlier_every, dtype)
+    t, loss, t_out, outl, status = simulate(
+        args.N, args.sigma, args.seeds, args.c, args.dt, steps, args.outlier_every, dtype
+    )
     sim_wall = time.perf_counter() - t0
     t_learn = learning_time(t, loss)
     print(f"# simulation: {sim_wall:.0f} s; t_learn {t_learn}; status {status}", flush=True)
@@ -75,12 +87,29 @@ def run(args):
         t1 = time.perf_counter()
         r = solve_fock(target, args.sigma, t, depth=k, tail=10, rtol=1e-9, atol=1e-11)
         idx = np.searchsorted(t, t_out)
-        theories[k] = dict(t_learn=float(r.t_learn), outlier=np.asarray(r.outlier)[idx].real.tolist(), ok=bool(np.all(r.ok)),
-                           wall_s=time.perf_counter() - t1, fock_dim=int(r["fock_dim"]))
+        theories[k] = dict(
+            t_learn=float(r.t_learn),
+            outlier=np.asarray(r.outlier)[idx].real.tolist(),
+            ok=bool(np.all(r.ok)),
+            wall_s=time.perf_counter() - t1,
+            fock_dim=int(r["fock_dim"]),
+        )
         print(f"# fock depth {k}: t_learn {float(r.t_learn):.5f}, {theories[k]['wall_s']:.0f} s", flush=True)
-    out = dict(N=args.N, sigma=args.sigma, c=args.c, seeds=args.seeds, dt=args.dt, t1=args.t1,
-               dtype=np.dtype(dtype).name, sim_wall_s=sim_wall, t_learn=t_learn.tolist(), status=status.tolist(),
-               t_out=t_out.tolist(), outlier=outl.tolist(), theories=theories)
+    out = dict(
+        N=args.N,
+        sigma=args.sigma,
+        c=args.c,
+        seeds=args.seeds,
+        dt=args.dt,
+        t1=args.t1,
+        dtype=np.dtype(dtype).name,
+        sim_wall_s=sim_wall,
+        t_learn=t_learn.tolist(),
+        status=status.tolist(),
+        t_out=t_out.tolist(),
+        outlier=outl.tolist(),
+        theories=theories,
+    )
     path = pathlib.Path(args.out or f"benchmarks/data/fock_N{args.N}_sigma{args.sigma}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
@@ -91,8 +120,10 @@ def run(args):
 def table(paths):
     rows = [json.loads(pathlib.Path(p).read_text()) for p in paths]
     rows.sort(key=lambda r: r["sigma"])
-    print("\n| sigma | N, seeds | sim mean t_learn (s.e.m.) | depth | theory t_learn | t_learn error | "
-          "outlier error at t = 0.4, 0.8, t1 (sim mean) | max outlier error, t >= 0.4 |")
+    print(
+        "\n| sigma | N, seeds | sim mean t_learn (s.e.m.) | depth | theory t_learn | t_learn error | "
+        "outlier error at t = 0.4, 0.8, t1 (sim mean) | max outlier error, t >= 0.4 |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         tl = np.asarray(r["t_learn"])
@@ -104,10 +135,12 @@ def table(paths):
         for k, th in sorted(r["theories"].items(), key=lambda kv: int(kv[0])):
             o = np.asarray(th["outlier"])
             rel = (o - sim_out) / np.abs(sim_out)
-            print(f"| {r['sigma']} | {r['N']}, {r['seeds']} | {m:.5f} ({sem / m:.2%}) | {k} | {th['t_learn']:.5f} | "
-                  f"{(th['t_learn'] - m) / m:+.2%} | "
-                  + ", ".join(f"{rel[i]:+.2%} ({sim_out[i]:.4f})" for i in picks)
-                  + f" | {np.max(np.abs(rel[late])):.2%} |")
+            print(
+                f"| {r['sigma']} | {r['N']}, {r['seeds']} | {m:.5f} ({sem / m:.2%}) | {k} | {th['t_learn']:.5f} | "
+                f"{(th['t_learn'] - m) / m:+.2%} | "
+                + ", ".join(f"{rel[i]:+.2%} ({sim_out[i]:.4f})" for i in picks)
+                + f" | {np.max(np.abs(rel[late])):.2%} |"
+            )
 
 
 def main():

@@ -47,11 +47,28 @@ import jaxrnn
 HERE = os.path.dirname(os.path.abspath(__file__))
 C, SIGMA, ETA = 0.1, 0.1, 0.02
 SAMPLED = dict(dt=0.1, batch=16, steps=200)
-FULL = dict(peak_n=8192, Ns=(64, 128, 256), Ms=(512, 2048, 8192), sweep=(10_000, 128, 1000), theory_cells=2000,
-            target_s=1.0, budget=270.0, sweep_cap_s=100.0, sampled=SAMPLED)
-SMALL = dict(peak_n=512, Ns=(8, 16), Ms=(32, 64), sweep=(32, 8, 20), theory_cells=8, target_s=0.05, budget=50.0,
-             sweep_cap_s=20.0,
-             sampled=dict(dt=0.1, batch=4, steps=20))
+FULL = dict(
+    peak_n=8192,
+    Ns=(64, 128, 256),
+    Ms=(512, 2048, 8192),
+    sweep=(10_000, 128, 1000),
+    theory_cells=2000,
+    target_s=1.0,
+    budget=270.0,
+    sweep_cap_s=100.0,
+    sampled=SAMPLED,
+)
+SMALL = dict(
+    peak_n=512,
+    Ns=(8, 16),
+    Ms=(32, 64),
+    sweep=(32, 8, 20),
+    theory_cells=8,
+    target_s=0.05,
+    budget=50.0,
+    sweep_cap_s=20.0,
+    sampled=dict(dt=0.1, batch=4, steps=20),
+)
 SECTIONS = ("peak", "grid", "sweep", "theory")
 
 
@@ -73,7 +90,9 @@ def exact_doublings(target) -> int:
     loss = jaxrnn.ExactLoss()
     try:
         return int(loss.resolved(target).doublings)
-    except Exception:  # resolved() moved: the documented rule, log2(p / kappa) + 6 with kappa = c_min / 4, p = 1
+    except (
+        Exception
+    ):  # resolved() moved: the documented rule, log2(p / kappa) + 6 with kappa = c_min / 4, p = 1
         return max(4, math.ceil(math.log2(1.0 / (C / 4))) + 6)
 
 
@@ -104,7 +123,9 @@ def measured_doublings(model, target, max_doublings: int):
 
     def one(W, u, v):
         m = jaxrnn.LinearRNN(W, u, v)
-        return population_loss_and_grad_fast(m, target, max_doublings=max_doublings, return_doublings=True)[-1]
+        return population_loss_and_grad_fast(m, target, max_doublings=max_doublings, return_doublings=True)[
+            -1
+        ]
 
     return float(np.mean(np.asarray(jax.jit(jax.vmap(one))(model.W, model.u, model.v))))
 
@@ -116,12 +137,22 @@ def step_flops(model, target, N: int) -> dict:
     if getattr(loss, "fast", False) and getattr(loss, "gramian", "dense") == "dense":
         try:
             Km = measured_doublings(model, target, K)
-            return dict(flop_model="fast (adaptive doublings, factored start)", doublings=Km, max_doublings=K,
-                        flops_per_net_step=fast_exact_step_flops(N, Km))
+            return dict(
+                flop_model="fast (adaptive doublings, factored start)",
+                doublings=Km,
+                max_doublings=K,
+                flops_per_net_step=fast_exact_step_flops(N, Km),
+            )
         except Exception as e:  # noqa: BLE001
-            return dict(flop_model=f"unknown: fast path, doublings not measurable ({str(e)[:100]})", doublings=None,
-                        max_doublings=K, flops_per_net_step=float("nan"))
-    return dict(flop_model="dense reference (fixed doublings)", doublings=K, flops_per_net_step=exact_step_flops(N, K))
+            return dict(
+                flop_model=f"unknown: fast path, doublings not measurable ({str(e)[:100]})",
+                doublings=None,
+                max_doublings=K,
+                flops_per_net_step=float("nan"),
+            )
+    return dict(
+        flop_model="dense reference (fixed doublings)", doublings=K, flops_per_net_step=exact_step_flops(N, K)
+    )
 
 
 def timed(f):
@@ -140,7 +171,7 @@ def peak(n: int) -> dict:
     for name, prec in (("default", None), ("highest", jax.lax.Precision.HIGHEST)):
         f = jax.jit(lambda x, y, p=prec: jnp.matmul(x, y, precision=p))
         f(a, b).block_until_ready()
-        ts = [timed(lambda: f(a, b))[0] for _ in range(5)]
+        ts = [timed(lambda f=f: f(a, b))[0] for _ in range(5)]
         out[f"float32_{name}_gflops"] = 2.0 * n**3 / min(ts) / 1e9
     out["n"] = n
     return out
@@ -148,8 +179,16 @@ def peak(n: int) -> dict:
 
 # ----------------------------------------------------------------------------- trainer
 def _train(model, target, loss, steps, n_log=2):
-    return _train_fn()(model, target, eta=ETA, method=jaxrnn.GradientDescent(), loss=loss, steps=steps,
-                        n_log=n_log, compute_spectra=False)
+    return _train_fn()(
+        model,
+        target,
+        eta=ETA,
+        method=jaxrnn.GradientDescent(),
+        loss=loss,
+        steps=steps,
+        n_log=n_log,
+        compute_spectra=False,
+    )
 
 
 def grid_cell(mode: str, N: int, M: int, cfg: dict) -> dict:
@@ -161,7 +200,7 @@ def grid_cell(mode: str, N: int, M: int, cfg: dict) -> dict:
     n = int(min(10_000, max(1, round(cfg["target_s"] / max(t1 / 3, 1e-6)))))
     for _ in range(6):  # grow n until the n steps clearly outweigh a call's fixed cost (monitors, dispatch)
         t1, _ = timed(lambda: _train(model, target, loss, 1))
-        tn, _ = timed(lambda: _train(model, target, loss, 1 + n))
+        tn, _ = timed(lambda n=n: _train(model, target, loss, 1 + n))
         if tn - t1 > max(0.5 * t1, cfg["target_s"] / 2) or n >= 100_000:
             break
         n *= 4
@@ -170,8 +209,17 @@ def grid_cell(mode: str, N: int, M: int, cfg: dict) -> dict:
         t1, _ = timed(lambda: _train(model, target, loss, 1))
         tn, res = timed(lambda: _train(model, target, loss, 1 + n))
         best = min(best, max(tn - t1, 1e-9) / n)
-    row = dict(mode=mode, N=N, M=M, status="ok", steps_timed=n, step_s=best, net_steps_per_s=M / best,
-               first_call_s=first, final_loss=float(np.nanmean(np.asarray(res.loss)[:, -1])))
+    row = dict(
+        mode=mode,
+        N=N,
+        M=M,
+        status="ok",
+        steps_timed=n,
+        step_s=best,
+        net_steps_per_s=M / best,
+        first_call_s=first,
+        final_loss=float(np.nanmean(np.asarray(res.loss)[:, -1])),
+    )
     if mode == "exact":  # doublings counted on the networks as they were at the timed steps
         fc = step_flops(res.final, target, N)
         row.update(fc, achieved_gflops=fc["flops_per_net_step"] * M / best / 1e9)
@@ -195,8 +243,14 @@ def grid(cfg: dict, deadline: float, modes=("exact", "sampled")) -> list:
                 except Exception as e:  # noqa: BLE001 - an OOM (or a failure) is a result, the check goes on
                     if is_oom(e):
                         oom.add((mode, N))
-                    rows.append(dict(mode=mode, N=N, M=M,
-                                     status="oom" if is_oom(e) else f"error: {str(e).splitlines()[0][:200]}"))
+                    rows.append(
+                        dict(
+                            mode=mode,
+                            N=N,
+                            M=M,
+                            status="oom" if is_oom(e) else f"error: {str(e).splitlines()[0][:200]}",
+                        )
+                    )
                 print(_grid_line(rows[-1]), flush=True)
     return sorted(rows, key=lambda r: (r["mode"] != "exact", r["N"], r["M"]))
 
@@ -205,8 +259,10 @@ def _grid_line(r):
     if r["status"] != "ok":
         return f"  {r['mode']:8s} N={r['N']:4d} M={r['M']:6d}  {r['status']}"
     fl = f"  {r['achieved_gflops']:9.1f} GFLOP/s" if "achieved_gflops" in r else ""
-    return (f"  {r['mode']:8s} N={r['N']:4d} M={r['M']:6d}  {r['net_steps_per_s']:12.1f} net-steps/s{fl}"
-            f"  first call {r['first_call_s']:.1f} s")
+    return (
+        f"  {r['mode']:8s} N={r['N']:4d} M={r['M']:6d}  {r['net_steps_per_s']:12.1f} net-steps/s{fl}"
+        f"  first call {r['first_call_s']:.1f} s"
+    )
 
 
 def sweep(cfg: dict) -> dict:
@@ -219,18 +275,35 @@ def sweep(cfg: dict) -> dict:
     t5, _ = timed(lambda: _train(model, target, loss, 6, n_log=2))
     per_step = max(t5 - t1, 1e-9) / 5
     run = steps
-    if per_step * steps > cfg["sweep_cap_s"]:  # keep the check within its budget: run a part, scale it (flagged)
+    if (
+        per_step * steps > cfg["sweep_cap_s"]
+    ):  # keep the check within its budget: run a part, scale it (flagged)
         run = max(10, int(cfg["sweep_cap_s"] / per_step))
     warm, res = timed(lambda: _train(model, target, loss, run, n_log=11))
     scale = steps / run
     fc0, fc1 = step_flops(model, target, N), step_flops(res.final, target, N)  # doublings grow as W learns
     fl = 0.5 * (fc0["flops_per_net_step"] + fc1["flops_per_net_step"]) * M * steps
     L = np.asarray(res.loss)
-    return dict(M=M, N=N, steps=steps, steps_run=run, extrapolated=run < steps, method="GradientDescent", eta=ETA,
-                loss="ExactLoss()", wall_excl_compile_s=warm * scale, wall_incl_compile_s=cold + warm * scale,
-                first_call_s=cold, net_steps_per_s=M * steps / (warm * scale), achieved_gflops=fl / (warm * scale) / 1e9,
-                loss_drop_median=float(np.nanmedian(L[:, 0] / L[:, -1])), flop_model=fc1["flop_model"],
-                doublings_start=fc0["doublings"], doublings_end=fc1["doublings"], status="ok")
+    return dict(
+        M=M,
+        N=N,
+        steps=steps,
+        steps_run=run,
+        extrapolated=run < steps,
+        method="GradientDescent",
+        eta=ETA,
+        loss="ExactLoss()",
+        wall_excl_compile_s=warm * scale,
+        wall_incl_compile_s=cold + warm * scale,
+        first_call_s=cold,
+        net_steps_per_s=M * steps / (warm * scale),
+        achieved_gflops=fl / (warm * scale) / 1e9,
+        loss_drop_median=float(np.nanmedian(L[:, 0] / L[:, -1])),
+        flop_model=fc1["flop_model"],
+        doublings_start=fc0["doublings"],
+        doublings_end=fc1["doublings"],
+        status="ok",
+    )
 
 
 def theory(cfg: dict) -> dict:
@@ -240,7 +313,9 @@ def theory(cfg: dict) -> dict:
     cs = np.logspace(-2, np.log10(0.3), n)
     want = dict(t1=3.0, n_save=61, rtol=1e-8, atol=1e-10)
     params = inspect.signature(th.solve).parameters
-    kw = {k: v for k, v in want.items() if k in params or any(p.kind == p.VAR_KEYWORD for p in params.values())}
+    kw = {
+        k: v for k, v in want.items() if k in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+    }
     prev = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
     try:
@@ -250,8 +325,16 @@ def theory(cfg: dict) -> dict:
     finally:
         jax.config.update("jax_enable_x64", prev)
     ok = np.asarray(getattr(r, "ok", np.ones(n, bool)))
-    return dict(cells=n, kwargs={k: v for k, v in kw.items()}, first_call_s=first, warm_s=warm, cells_per_s=n / warm,
-                ok_fraction=float(np.mean(ok)), method=getattr(r, "method", None), status="ok")
+    return dict(
+        cells=n,
+        kwargs={k: v for k, v in kw.items()},
+        first_call_s=first,
+        warm_s=warm,
+        cells_per_s=n / warm,
+        ok_fraction=float(np.mean(ok)),
+        method=getattr(r, "method", None),
+        status="ok",
+    )
 
 
 # ----------------------------------------------------------------------------- main
@@ -260,8 +343,12 @@ def main(argv=None) -> int:
     ap.add_argument("--small", action="store_true", help="tiny sizes (CPU test of the script, < 60 s)")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     ap.add_argument("--modes", default="exact,sampled", help="grid losses: exact, sampled or both")
-    ap.add_argument("--budget", type=float, default=None, help="seconds before the grid's remaining cells are skipped")
-    ap.add_argument("--sweep-cap", type=float, default=None, help="seconds the sweep may run before it is scaled")
+    ap.add_argument(
+        "--budget", type=float, default=None, help="seconds before the grid's remaining cells are skipped"
+    )
+    ap.add_argument(
+        "--sweep-cap", type=float, default=None, help="seconds the sweep may run before it is scaled"
+    )
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/data/gpu_check[_small].json)")
     args = ap.parse_args(argv)
     cfg = dict(SMALL if args.small else FULL)
@@ -274,14 +361,27 @@ def main(argv=None) -> int:
     if bad:
         print(f"--sections: unknown {bad}; choose from {SECTIONS}", file=sys.stderr)
         return 2
-    out_path = args.out or os.path.join(HERE, "data", "gpu_check_small.json" if args.small else "gpu_check.json")
+    out_path = args.out or os.path.join(
+        HERE, "data", "gpu_check_small.json" if args.small else "gpu_check.json"
+    )
     t_start = time.perf_counter()
     dev = jax.devices()[0]
-    info = dict(device=str(dev), platform=dev.platform, device_kind=getattr(dev, "device_kind", ""),
-                n_devices=jax.device_count(), jax=jax.__version__, jaxrnn=jaxrnn.__version__, small=args.small,
-                host=platform.node(), started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                config={k: v for k, v in cfg.items()})
-    print(f"device: {info['device_kind'] or info['device']} ({info['platform']}), jax {jax.__version__}", flush=True)
+    info = dict(
+        device=str(dev),
+        platform=dev.platform,
+        device_kind=getattr(dev, "device_kind", ""),
+        n_devices=jax.device_count(),
+        jax=jax.__version__,
+        jaxrnn=jaxrnn.__version__,
+        small=args.small,
+        host=platform.node(),
+        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        config={k: v for k, v in cfg.items()},
+    )
+    print(
+        f"device: {info['device_kind'] or info['device']} ({info['platform']}), jax {jax.__version__}",
+        flush=True,
+    )
     result = dict(info=info)
 
     def save():
@@ -294,7 +394,9 @@ def main(argv=None) -> int:
         try:
             result[name] = fn()
         except Exception as e:  # noqa: BLE001 - record and go on to the next section
-            result[name] = dict(status=("oom" if is_oom(e) else "error") + f": {str(e).splitlines()[0][:300]}")
+            result[name] = dict(
+                status=("oom" if is_oom(e) else "error") + f": {str(e).splitlines()[0][:300]}"
+            )
         print(f"[{name}] {time.perf_counter() - t_start:.1f} s", flush=True)
         save()
 
@@ -321,36 +423,48 @@ def table(result, ref):
     lines = []
     pk = result.get("peak", {})
     if "float32_default_gflops" in pk:
-        lines.append(f"float32 matmul peak (n = {pk['n']}): {pk['float32_default_gflops']:.0f} GFLOP/s at default "
-                     f"precision, {pk['float32_highest_gflops']:.0f} GFLOP/s at precision=highest")
+        lines.append(
+            f"float32 matmul peak (n = {pk['n']}): {pk['float32_default_gflops']:.0f} GFLOP/s at default "
+            f"precision, {pk['float32_highest_gflops']:.0f} GFLOP/s at precision=highest"
+        )
     elif pk:
         lines.append(f"peak: {pk.get('status')}")
     g = result.get("grid")
     if isinstance(g, list):
-        lines += ["", "| loss | N | M | net-steps/s | GFLOP/s (exact, counted) | % of f32 peak | first call (s) |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| loss | N | M | net-steps/s | GFLOP/s (exact, counted) | % of f32 peak | first call (s) |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in g:
             if r["status"] != "ok":
                 lines.append(f"| {r['mode']} | {r['N']} | {r['M']} | {r['status']} | | | |")
                 continue
             gf = r.get("achieved_gflops")
             pct = f"{100 * gf / ref:.1f}" if gf is not None and ref else ""
-            lines.append(f"| {r['mode']} | {r['N']} | {r['M']} | {r['net_steps_per_s']:.1f} | "
-                         f"{'' if gf is None else f'{gf:.1f}'} | {pct} | {r['first_call_s']:.1f} |")
+            lines.append(
+                f"| {r['mode']} | {r['N']} | {r['M']} | {r['net_steps_per_s']:.1f} | "
+                f"{'' if gf is None else f'{gf:.1f}'} | {pct} | {r['first_call_s']:.1f} |"
+            )
     elif g is not None:
         lines.append(f"grid: {g.get('status')}")
     s = result.get("sweep")
     if s and s.get("status") == "ok":
         ex = f" (extrapolated from {s['steps_run']} steps)" if s.get("extrapolated") else ""
-        lines += ["", f"sweep {s['M']} networks x N = {s['N']} x {s['steps']} exact steps{ex}: "
-                      f"{s['wall_excl_compile_s']:.1f} s excl. compile, {s['wall_incl_compile_s']:.1f} s incl. "
-                      f"({s['net_steps_per_s']:.0f} net-steps/s, {s['achieved_gflops']:.1f} GFLOP/s counted)"]
+        lines += [
+            "",
+            f"sweep {s['M']} networks x N = {s['N']} x {s['steps']} exact steps{ex}: "
+            f"{s['wall_excl_compile_s']:.1f} s excl. compile, {s['wall_incl_compile_s']:.1f} s incl. "
+            f"({s['net_steps_per_s']:.0f} net-steps/s, {s['achieved_gflops']:.1f} GFLOP/s counted)",
+        ]
     elif s:
         lines.append(f"sweep: {s.get('status')}")
     t = result.get("theory")
     if t and t.get("status") == "ok":
-        lines += [f"theory sigma = 0 grid, {t['cells']} cells: {t['cells_per_s']:.0f} cells/s warm "
-                  f"(first call {t['first_call_s']:.1f} s, ok {t['ok_fraction']:.3f})"]
+        lines += [
+            f"theory sigma = 0 grid, {t['cells']} cells: {t['cells_per_s']:.0f} cells/s warm "
+            f"(first call {t['first_call_s']:.1f} s, ok {t['ok_fraction']:.3f})"
+        ]
     elif t:
         lines.append(f"theory: {t.get('status')}")
     return "\n".join(lines)

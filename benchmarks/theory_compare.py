@@ -33,9 +33,17 @@ def simulate(N, sigma, M, c, dt, t1, every, dtype):
     pop = init_population(N, sigma, 0, M, dtype=dtype)
     steps = int(round(t1 / dt))
     t0 = time.perf_counter()
-    res = jaxrnn.train(pop, leaky_integrator(c), method=jaxrnn.GradientFlow(dt, "rk4"), steps=steps,
-                       log_steps=np.arange(0, steps + 1, every))
-    print(f"# simulation N={N} sigma={sigma} M={M} dt={dt} steps={steps}: {time.perf_counter() - t0:.1f} s", flush=True)
+    res = jaxrnn.train(
+        pop,
+        leaky_integrator(c),
+        method=jaxrnn.GradientFlow(dt, "rk4"),
+        steps=steps,
+        log_steps=np.arange(0, steps + 1, every),
+    )
+    print(
+        f"# simulation N={N} sigma={sigma} M={M} dt={dt} steps={steps}: {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
     return pop, res
 
 
@@ -57,35 +65,63 @@ def main():
     for sigma in args.sigma:
         pop, sim = simulate(args.N, sigma, args.seeds, args.c, args.dt, args.t1, args.log_every, dtype)
         ts = np.asarray(sim.t, dtype=float)
-        print(f"# sim t_learn per seed: {np.asarray(sim.t_learn)}  status {np.asarray(sim.status)}", flush=True)
+        print(
+            f"# sim t_learn per seed: {np.asarray(sim.t_learn)}  status {np.asarray(sim.status)}", flush=True
+        )
         th0 = theory.solve(target, ts=ts, t1=float(ts[-1]), rtol=1e-10, atol=1e-12)
         rows = [("sigma=0 theory (N->inf 8-ODE)", np.full(args.seeds, float(th0.t_learn)))]
         if args.mode == "krylov":
-            nets = [LinearRNN(np.asarray(pop.W[i], float), np.asarray(pop.u[i], float), np.asarray(pop.v[i], float))
-                    for i in range(args.seeds)]
+            nets = [
+                LinearRNN(
+                    np.asarray(pop.W[i], float), np.asarray(pop.u[i], float), np.asarray(pop.v[i], float)
+                )
+                for i in range(args.seeds)
+            ]
             w0 = [LinearRNN(np.zeros_like(n.W), n.u, n.v) for n in nets]
-            rows.append(("sigma=0 8-ODE from the seed's u0, v0 (W0 dropped)",
-                         np.array([theory.solve(target, network=n, ts=ts, t1=float(ts[-1]), rtol=1e-10, atol=1e-12).t_learn for n in w0])))
+            rows.append(
+                (
+                    "sigma=0 8-ODE from the seed's u0, v0 (W0 dropped)",
+                    np.array(
+                        [
+                            theory.solve(
+                                target, network=n, ts=ts, t1=float(ts[-1]), rtol=1e-10, atol=1e-12
+                            ).t_learn
+                            for n in w0
+                        ]
+                    ),
+                )
+            )
             for k in args.depths:
                 t0 = time.perf_counter()
                 rs = [solve_krylov(target, n, ts, depth=k, rtol=1e-9, atol=1e-11) for n in nets]
-                print(f"# krylov depth {k}: {time.perf_counter() - t0:.1f} s, ok {[bool(r.ok) for r in rs]}, d = {rs[0]['dim']}", flush=True)
+                print(
+                    f"# krylov depth {k}: {time.perf_counter() - t0:.1f} s, ok {[bool(r.ok) for r in rs]}, d = {rs[0]['dim']}",
+                    flush=True,
+                )
                 rows.append((f"block-Krylov depth {k}", np.array([float(r.t_learn) for r in rs])))
         else:
             for k in args.depths:
                 t0 = time.perf_counter()
                 r = solve_fock(target, sigma, ts, depth=k, tail=10, rtol=1e-9, atol=1e-11)
-                print(f"# fock depth {k}: {time.perf_counter() - t0:.1f} s, ok {bool(r.ok)}, dim X = {r['fock_dim']}", flush=True)
+                print(
+                    f"# fock depth {k}: {time.perf_counter() - t0:.1f} s, ok {bool(r.ok)}, dim X = {r['fock_dim']}",
+                    flush=True,
+                )
                 rows.append((f"Fock depth {k}", np.full(args.seeds, float(r.t_learn))))
         ref = np.asarray(sim.t_learn, float)
-        print(f"\nN = {args.N}, sigma = {sigma}, c = {args.c}, seeds 0..{args.seeds - 1}: simulation t_learn "
-              f"{', '.join(f'{x:.5f}' for x in ref)} (mean {ref.mean():.5f} +- {ref.std(ddof=1) / np.sqrt(len(ref)) if len(ref) > 1 else 0:.5f})")
+        print(
+            f"\nN = {args.N}, sigma = {sigma}, c = {args.c}, seeds 0..{args.seeds - 1}: simulation t_learn "
+            f"{', '.join(f'{x:.5f}' for x in ref)} (mean {ref.mean():.5f} +- {ref.std(ddof=1) / np.sqrt(len(ref)) if len(ref) > 1 else 0:.5f})"
+        )
         print("| theory | t_learn per seed | rel. error per seed | rel. error of seed mean |")
         print("|---|---|---|---|")
         for name, tl in rows:
             err = (tl - ref) / ref
-            print(f"| {name} | {', '.join(f'{x:.5f}' for x in tl)} | {', '.join(f'{e:+.2%}' for e in err)} | "
-                  f"{(tl.mean() - ref.mean()) / ref.mean():+.2%} |", flush=True)
+            print(
+                f"| {name} | {', '.join(f'{x:.5f}' for x in tl)} | {', '.join(f'{e:+.2%}' for e in err)} | "
+                f"{(tl.mean() - ref.mean()) / ref.mean():+.2%} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

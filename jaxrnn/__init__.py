@@ -47,7 +47,7 @@ _EXPORTS = {
     "learning_time": "observables",
     "outlier_eigenvalue": "observables",
 }
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted(_EXPORTS) + ["__version__"]  # pyright: ignore[reportUnsupportedDunderAll]
 
 
 def __getattr__(name: str):
@@ -74,7 +74,11 @@ class _Package(types.ModuleType):
     `jaxrnn.train` (the function). Keep the public name, as the eager `from .train import train` did."""
 
     def __setattr__(self, name, value):
-        if name in _EXPORTS and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+        if (
+            name in _EXPORTS
+            and isinstance(value, types.ModuleType)
+            and value.__name__ == f"{__name__}.{name}"
+        ):
             value = getattr(value, name)
         super().__setattr__(name, value)
 
@@ -83,11 +87,23 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
-    from .loss import discrete_loss, finite_horizon_loss, population_loss, population_loss_and_grad, sampled_loss
+    from .loss import (
+        discrete_loss,
+        finite_horizon_loss,
+        population_loss,
+        population_loss_and_grad,
+        sampled_loss,
+    )
     from .lyapunov import gramians, solve_lyapunov, solve_stein
     from .model import LinearRNN, init_network, init_population
     from .observables import learning_time, outlier_eigenvalue
-    from .targets import ExponentialSum, damped_oscillator, exponential_sum, leaky_integrator, perfect_integrator
+    from .targets import (
+        ExponentialSum,
+        damped_oscillator,
+        exponential_sum,
+        leaky_integrator,
+        perfect_integrator,
+    )
     from .train import (
         AbstractLoss,
         AbstractMethod,

@@ -62,13 +62,19 @@ def _check_run_options(args):
     if args.num_processes < 1:
         raise UsageError(f"--num-processes must be >= 1, got {args.num_processes}")
     if not 0 <= args.process_id < args.num_processes:
-        raise UsageError(f"--process-id must be in [0, --num-processes = {args.num_processes}), got {args.process_id}")
+        raise UsageError(
+            f"--process-id must be in [0, --num-processes = {args.num_processes}), got {args.process_id}"
+        )
     if not args.coordinator and (args.num_processes != 1 or args.process_id != 0):
-        raise UsageError("--num-processes and --process-id need --coordinator HOST:PORT (the address of process 0)")
+        raise UsageError(
+            "--num-processes and --process-id need --coordinator HOST:PORT (the address of process 0)"
+        )
     if args.coordinator:
         host, _, port = args.coordinator.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise UsageError(f"--coordinator must be HOST:PORT with a port in [1, 65535], got {args.coordinator!r}")
+            raise UsageError(
+                f"--coordinator must be HOST:PORT with a port in [1, 65535], got {args.coordinator!r}"
+            )
 
 
 def _init_distributed(args):
@@ -76,7 +82,9 @@ def _init_distributed(args):
         return 0, 1
     import jax
 
-    jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes, process_id=args.process_id)
+    jax.distributed.initialize(
+        coordinator_address=args.coordinator, num_processes=args.num_processes, process_id=args.process_id
+    )
     return jax.process_index(), jax.process_count()
 
 
@@ -94,8 +102,14 @@ def _cmd_run(args):
     _check_devices(args.devices)
     try:
         summary = run_sweep(
-            spec, store, fresh=args.fresh, chunk_size=args.chunk_size, quiet=args.quiet,
-            process_index=pi, process_count=pc, n_devices=args.devices or None,
+            spec,
+            store,
+            fresh=args.fresh,
+            chunk_size=args.chunk_size,
+            quiet=args.quiet,
+            process_index=pi,
+            process_count=pc,
+            n_devices=args.devices or None,
         )
     except KeyboardInterrupt:
         print(_interrupted_line(store, " ".join(sys.argv[1:]) or "jaxrnn run ..."), file=sys.stderr)
@@ -113,7 +127,9 @@ def _cmd_run(args):
         if pending_cells(store) == 0:
             from .plots import plot_store
 
-            files = plot_store(store, figs, kinds=spec.output.plots, formats=spec.output.formats, phase=spec.output.phase)
+            files = plot_store(
+                store, figs, kinds=spec.output.plots, formats=spec.output.formats, phase=spec.output.phase
+            )
             if files:
                 print(f"figures: {figs} ({len(files)} files)")
         else:
@@ -123,7 +139,9 @@ def _cmd_run(args):
 
 def _check_figure_folder(figs: Path):
     if figs.exists() and not figs.is_dir():
-        raise UsageError(f"figure folder {figs} exists and is not a folder: choose another --out or output.figures")
+        raise UsageError(
+            f"figure folder {figs} exists and is not a folder: choose another --out or output.figures"
+        )
     existing = figs
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -181,8 +199,12 @@ def _cmd_theory(args):
                 for e in ds["eta"].values:
                     cell = ds.sel(sigma=s_, c=c, w=w, eta=e).isel(N=0, optimizer=0, seed=0)
                     o = complex(cell["outlier"].values[-1])
-                    print(f"{s_:8.4g} {c:8.4g} {w:8.4g} {e:8.4g} {float(cell['t_learn']):10.5g} {o.real:10.5f}{o.imag:+10.5f}j")
-    print(f"theory store: {store} ({summary['solved']} cells solved, {summary['failed']} failed, {summary['wall_s']:.1f} s)")
+                    print(
+                        f"{s_:8.4g} {c:8.4g} {w:8.4g} {e:8.4g} {float(cell['t_learn']):10.5g} {o.real:10.5f}{o.imag:+10.5f}j"
+                    )
+    print(
+        f"theory store: {store} ({summary['solved']} cells solved, {summary['failed']} failed, {summary['wall_s']:.1f} s)"
+    )
     if not args.no_plot:
         from .plots import plot_store
 
@@ -237,14 +259,20 @@ def _cmd_plot(args):
     for pair in args.phase or []:
         xy = pair.split(",")
         if len(xy) != 2 or xy[0] == xy[1] or any(a not in AXES[:5] for a in xy):
-            raise UsageError(f"--phase must be two different axes from {','.join(AXES[:5])} as x,y, got {pair!r}")
+            raise UsageError(
+                f"--phase must be two different axes from {','.join(AXES[:5])} as x,y, got {pair!r}"
+            )
     note = partial_note(ds)
     if note:
         print(f"{note}: figures are marked partial")
     out = Path(args.out) if args.out else Path(args.store).with_suffix("")
     kinds = args.kinds.split(",") if args.kinds else cfg["output"]["plots"]
     formats = args.formats.split(",") if args.formats else cfg["output"]["formats"]
-    phase = [tuple(p.split(",")) for p in args.phase] if args.phase else [tuple(p) for p in cfg["output"]["phase"]]
+    phase = (
+        [tuple(p.split(",")) for p in args.phase]
+        if args.phase
+        else [tuple(p) for p in cfg["output"]["phase"]]
+    )
     if args.theory:
         _open_existing_store(args.theory)
     files = plot_store(args.store, out, kinds=kinds, formats=formats, phase=phase, theory=args.theory)
@@ -270,8 +298,10 @@ def _cmd_info(args):
             spec = spec_from_json(ds.attrs["jaxrnn_config"])
             bad = verify_cells(_open_group(args.store, "r"), spec)
             if len(bad):
-                print(f"verify: {len(bad)} cell(s) marked done fail their checksum (missing or corrupt data): "
-                      f"flat indices {bad[:20].tolist()}{' ...' if len(bad) > 20 else ''}; `jaxrnn run` recomputes them")
+                print(
+                    f"verify: {len(bad)} cell(s) marked done fail their checksum (missing or corrupt data): "
+                    f"flat indices {bad[:20].tolist()}{' ...' if len(bad) > 20 else ''}; `jaxrnn run` recomputes them"
+                )
                 return 1
             print(f"verify: all {int(done.sum())} done cells match their checksums")
     elif args.verify:
@@ -314,57 +344,112 @@ def _version() -> str:
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="jaxrnn", description="Train populations of linear RNNs: sweeps, theory and figures.")
+    p = argparse.ArgumentParser(
+        prog="jaxrnn", description="Train populations of linear RNNs: sweeps, theory and figures."
+    )
     p.add_argument("--version", action="version", version=f"jaxrnn {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def config_cmd(name, help_, *, output=True):
         s = sub.add_parser(name, help=help_, description=help_)
         s.add_argument("config", help="sweep TOML file (sweeps/*.toml)")
-        s.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.steps=200 grid.N=[16,32]")
+        s.add_argument(
+            "overrides", nargs="*", help="section.key=value overrides, e.g. train.steps=200 grid.N=[16,32]"
+        )
         if output:
             s.add_argument("--out", help="output folder: the store is OUT/NAME.zarr, figures OUT/NAME/")
-            s.add_argument("--chunk-size", type=int, default=None, help="networks per chunk, >= 1 (default: from run.memory_gb)")
+            s.add_argument(
+                "--chunk-size",
+                type=int,
+                default=None,
+                help="networks per chunk, >= 1 (default: from run.memory_gb)",
+            )
         return s
 
     r = config_cmd("run", "run (or resume) a sweep into its zarr store, then draw its figures")
-    r.add_argument("--fresh", action="store_true", help="discard an existing jaxrnn store at the path (never any other folder) and start afresh")
+    r.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard an existing jaxrnn store at the path (never any other folder) and start afresh",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.add_argument("--no-plot", action="store_true", help="do not draw figures at the end")
     r.add_argument("--devices", type=int, default=0, help="use this many local devices (default 0: all)")
     r.add_argument("--coordinator", help="HOST:PORT of process 0 for a multi-process jax.distributed run")
     r.add_argument("--num-processes", type=int, default=1, help="number of processes (with --coordinator)")
-    r.add_argument("--process-id", type=int, default=0, help="this process's index in [0, --num-processes) (with --coordinator)")
+    r.add_argument(
+        "--process-id",
+        type=int,
+        default=0,
+        help="this process's index in [0, --num-processes) (with --coordinator)",
+    )
     r.set_defaults(func=_cmd_run)
-    config_cmd("explain", "print grid size, groups, compiles, memory and time estimates without running").set_defaults(func=_cmd_explain)
-    th = config_cmd("theory", "the N -> inf theory over a config's (sigma, c, w, eta) grid: a store with the simulation's "
-                    "layout (NAME-theory.zarr), a table and phase diagrams", output=False)
-    th.add_argument("--out", help="output folder: the store is OUT/NAME-theory.zarr, figures OUT/NAME-theory/")
-    th.add_argument("--fresh", action="store_true", help="discard an existing theory store at the path and start afresh")
+    config_cmd(
+        "explain", "print grid size, groups, compiles, memory and time estimates without running"
+    ).set_defaults(func=_cmd_explain)
+    th = config_cmd(
+        "theory",
+        "the N -> inf theory over a config's (sigma, c, w, eta) grid: a store with the simulation's "
+        "layout (NAME-theory.zarr), a table and phase diagrams",
+        output=False,
+    )
+    th.add_argument(
+        "--out", help="output folder: the store is OUT/NAME-theory.zarr, figures OUT/NAME-theory/"
+    )
+    th.add_argument(
+        "--fresh", action="store_true", help="discard an existing theory store at the path and start afresh"
+    )
     th.add_argument("--quiet", action="store_true", help="no progress output")
     th.add_argument("--no-plot", action="store_true", help="do not draw figures")
     th.set_defaults(func=_cmd_theory)
-    c = sub.add_parser("compare", help="theory vs simulation table for a store", description="theory vs simulation table for a store")
+    c = sub.add_parser(
+        "compare",
+        help="theory vs simulation table for a store",
+        description="theory vs simulation table for a store",
+    )
     c.add_argument("store", help="a jaxrnn results store (.zarr folder)")
-    c.add_argument("--per-seed", type=int, default=8, help="list the per-network errors of the first N seeds of each cell (0: none)")
+    c.add_argument(
+        "--per-seed",
+        type=int,
+        default=8,
+        help="list the per-network errors of the first N seeds of each cell (0: none)",
+    )
     c.set_defaults(func=_cmd_compare)
-    pl = sub.add_parser("plot", help="draw figures from a store", description="draw phase diagrams, curves, outliers and spectra from a store")
+    pl = sub.add_parser(
+        "plot",
+        help="draw figures from a store",
+        description="draw phase diagrams, curves, outliers and spectra from a store",
+    )
     pl.add_argument("store", help="a jaxrnn results store (.zarr folder)")
     pl.add_argument("--out", help="figure folder (default: the store path without .zarr)")
     pl.add_argument("--kinds", help="comma list of phase,curves,outlier,spectra,loss")
     pl.add_argument("--formats", help="comma list of png,pdf,svg")
     pl.add_argument("--phase", action="append", help="axis pair x,y for a phase diagram (repeatable)")
-    pl.add_argument("--theory", help="a `jaxrnn theory` store of the same grid: adds theory-vs-simulation maps")
+    pl.add_argument(
+        "--theory", help="a `jaxrnn theory` store of the same grid: adds theory-vs-simulation maps"
+    )
     pl.set_defaults(func=_cmd_plot)
-    e = sub.add_parser("export", help="write a store as a NetCDF file", description="write a store as a NetCDF file (complex variables split into NAME_real and NAME_imag)")
+    e = sub.add_parser(
+        "export",
+        help="write a store as a NetCDF file",
+        description="write a store as a NetCDF file (complex variables split into NAME_real and NAME_imag)",
+    )
     e.add_argument("store", help="a jaxrnn results store (.zarr folder)")
     e.add_argument("netcdf", help="output file, e.g. results/quickstart.nc")
-    e.add_argument("--squeeze", action="store_true", help="drop grid axes of size 1 (kept as scalar coordinates)")
+    e.add_argument(
+        "--squeeze", action="store_true", help="drop grid axes of size 1 (kept as scalar coordinates)"
+    )
     e.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     e.set_defaults(func=_cmd_export)
     i = sub.add_parser("info", help="versions and devices, or a store's provenance and progress")
-    i.add_argument("store", nargs="?", help="a jaxrnn results store (.zarr folder); without it: versions and devices")
-    i.add_argument("--verify", action="store_true", help="recompute every done cell's checksum and report missing or corrupt data")
+    i.add_argument(
+        "store", nargs="?", help="a jaxrnn results store (.zarr folder); without it: versions and devices"
+    )
+    i.add_argument(
+        "--verify",
+        action="store_true",
+        help="recompute every done cell's checksum and report missing or corrupt data",
+    )
     i.set_defaults(func=_cmd_info)
     return p
 

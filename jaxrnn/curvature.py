@@ -13,7 +13,7 @@ One network at a time (vmap over a population): parameters are flattened with `r
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import equinox as eqx
 import jax

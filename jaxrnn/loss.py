@@ -99,8 +99,15 @@ def check_gramian(gramian: str, target: ExponentialSum) -> None:
         )
 
 
-def _gramian_terms(model: LinearRNN, target: ExponentialSum, gramian: str, doublings: int, shift: float,
-                   max_steps: int, need_grad: bool = True):
+def _gramian_terms(
+    model: LinearRNN,
+    target: ExponentialSum,
+    gramian: str,
+    doublings: int,
+    shift: float,
+    max_steps: int,
+    need_grad: bool = True,
+):
     """P v, O u, O P, the resolvents x, y and the solver tail, by either solver (O u, O P, y: None
     unless `need_grad`)."""
     check_gramian(gramian, target)
@@ -113,7 +120,9 @@ def _gramian_terms(model: LinearRNN, target: ExponentialSum, gramian: str, doubl
             return P @ model.v, None, None, x, None, tail
         return P @ model.v, O @ model.u, O @ P, x, y, tail
     shifts = jnp.concatenate([jnp.ones((1,), A.dtype), target.s_re.astype(A.dtype)])
-    Zp, Zo, R, tail = low_rank_gramians(A, model.u, model.v, shifts, max_steps=max_steps, observability=need_grad)
+    Zp, Zo, R, tail = low_rank_gramians(
+        A, model.u, model.v, shifts, max_steps=max_steps, observability=need_grad
+    )
     # real poles s_j are shifts 1..J: x_j = (s_j I - A)^{-1} u = -(A - s_j I)^{-1} u, from the same inverses
     cdtype = jnp.result_type(A.dtype, jnp.complex64)
     x = -(R[1:] @ model.u).astype(cdtype)
@@ -150,7 +159,9 @@ def population_loss_and_grad(
     gW = s**2 * OP - s * jnp.real(jnp.einsum("ji,jk->ik", ry, x))
     gu = s**2 * Ou - s * jnp.real(jnp.sum(ry, 0))
     gv = s**2 * Pv - s * jnp.real(jnp.sum(rx, 0))
-    grad = LinearRNN(gW.astype(model.W.dtype), gu.astype(model.u.dtype), gv.astype(model.v.dtype), scaling=model.scaling)
+    grad = LinearRNN(
+        gW.astype(model.W.dtype), gu.astype(model.u.dtype), gv.astype(model.v.dtype), scaling=model.scaling
+    )
     return loss.astype(model.W.dtype), grad, tail
 
 
@@ -174,9 +185,14 @@ def population_loss(
     return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
 
 
-def _fast_terms(model: LinearRNN, target: ExponentialSum, max_doublings: int, shift: float | ArrayLike | None,
-                need_grad: bool,
-                factored: int | None = None):
+def _fast_terms(
+    model: LinearRNN,
+    target: ExponentialSum,
+    max_doublings: int,
+    shift: float | ArrayLike | None,
+    need_grad: bool,
+    factored: int | None = None,
+):
     """P v, O u, O P, x, y, tail and the doublings used, all from `gramians_adaptive` (see its doc):
     one LU per step (the Cayley transform); the resolvents come from the same powers of F, in real
     arithmetic for real poles (`kind="integrator"`: s_im = 0)."""
@@ -184,8 +200,16 @@ def _fast_terms(model: LinearRNN, target: ExponentialSum, max_doublings: int, sh
     if shift is None:
         shift = cayley_shift(model.W)
     poles = target.s_re if target.kind == "integrator" else target.poles
-    P, O, tail, K, x, y = gramians_adaptive(A, model.u, model.v, max_doublings=max_doublings, shift=shift,
-                                            observability=need_grad, poles=poles, factored=factored)
+    P, O, tail, K, x, y = gramians_adaptive(
+        A,
+        model.u,
+        model.v,
+        max_doublings=max_doublings,
+        shift=shift,
+        observability=need_grad,
+        poles=poles,
+        factored=factored,
+    )
     cdtype = jnp.result_type(model.W.dtype, jnp.complex64)
     x = x.astype(cdtype)
     if not need_grad:
@@ -196,22 +220,37 @@ def _fast_terms(model: LinearRNN, target: ExponentialSum, max_doublings: int, sh
 
 @overload
 def population_loss_and_grad_fast(
-    model: LinearRNN, target: ExponentialSum, *, max_doublings: int = ..., shift: float | ArrayLike | None = ...,
-    factored: int | None = ..., return_doublings: Literal[False] = ...,
+    model: LinearRNN,
+    target: ExponentialSum,
+    *,
+    max_doublings: int = ...,
+    shift: float | ArrayLike | None = ...,
+    factored: int | None = ...,
+    return_doublings: Literal[False] = ...,
 ) -> tuple[Scalar, LinearRNN, Scalar]: ...
 
 
 @overload
 def population_loss_and_grad_fast(
-    model: LinearRNN, target: ExponentialSum, *, max_doublings: int = ..., shift: float | ArrayLike | None = ...,
-    factored: int | None = ..., return_doublings: Literal[True],
+    model: LinearRNN,
+    target: ExponentialSum,
+    *,
+    max_doublings: int = ...,
+    shift: float | ArrayLike | None = ...,
+    factored: int | None = ...,
+    return_doublings: Literal[True],
 ) -> tuple[Scalar, LinearRNN, Scalar, Array]: ...
 
 
 @overload
 def population_loss_and_grad_fast(
-    model: LinearRNN, target: ExponentialSum, *, max_doublings: int = ..., shift: float | ArrayLike | None = ...,
-    factored: int | None = ..., return_doublings: bool,
+    model: LinearRNN,
+    target: ExponentialSum,
+    *,
+    max_doublings: int = ...,
+    shift: float | ArrayLike | None = ...,
+    factored: int | None = ...,
+    return_doublings: bool,
 ) -> tuple[Scalar, LinearRNN, Scalar] | tuple[Scalar, LinearRNN, Scalar, Array]: ...
 
 
@@ -247,8 +286,9 @@ def population_loss_and_grad_fast(
     gW = s**2 * OP - s * jnp.real(jnp.einsum("ji,jk->ik", ry, x))
     gu = s**2 * Ou - s * jnp.real(jnp.sum(ry, 0))
     gv = s**2 * Pv - s * jnp.real(jnp.sum(rx, 0))
-    grad = LinearRNN(gW.astype(model.W.dtype), gu.astype(model.u.dtype), gv.astype(model.v.dtype),
-                     scaling=model.scaling)
+    grad = LinearRNN(
+        gW.astype(model.W.dtype), gu.astype(model.u.dtype), gv.astype(model.v.dtype), scaling=model.scaling
+    )
     out = (loss.astype(model.W.dtype), grad, tail)
     return out + (K,) if return_doublings else out
 
@@ -263,7 +303,9 @@ def population_loss_fast(
 ) -> Scalar:
     """`population_loss` by the adaptive solver of `population_loss_and_grad_fast` (P only, x only)."""
     s = model.readout_scale
-    Pv, _, _, x, _, _, _ = _fast_terms(model, target, max_doublings, shift, need_grad=False, factored=factored)
+    Pv, _, _, x, _, _, _ = _fast_terms(
+        model, target, max_doublings, shift, need_grad=False, factored=factored
+    )
     cross = jnp.real(jnp.sum(target.residues.astype(x.dtype) * (x @ model.v.astype(x.dtype))))
     return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
 
@@ -280,7 +322,9 @@ def _augmented(model: LinearRNN, target: ExponentialSum):
     return At, bt, ct
 
 
-def finite_horizon_loss(model: LinearRNN, target: ExponentialSum, horizon: float, *, doublings: int | None = None):
+def finite_horizon_loss(
+    model: LinearRNN, target: ExponentialSum, horizon: float, *, doublings: int | None = None
+):
     """L_T = 1/(2T) int_0^T (T - tau) (k - k*)^2 dtau, exactly, with matmuls and one small expm.
 
     R(t) = int_0^t (t - tau) X(tau) dtau with X(tau) = e^{A~ tau} b~ b~^T e^{A~^T tau} obeys the doubling
@@ -314,7 +358,12 @@ def finite_horizon_loss(model: LinearRNN, target: ExponentialSum, horizon: float
 
 
 def discrete_loss(
-    model: LinearRNN, target: ExponentialSum, dt: float, *, doublings: int | None = None, min_decay: float = 1e-3
+    model: LinearRNN,
+    target: ExponentialSum,
+    dt: float,
+    *,
+    doublings: int | None = None,
+    min_decay: float = 1e-3,
 ):
     """Exact stationary loss L_dt of the Euler-discretised network (Stein equation; see module doc)."""
     if not dt > 0:
@@ -431,6 +480,8 @@ def sampled_loss_fft(
     nfft = 1 << max(1, (2 * T - 1).bit_length())  # >= 2T: no wrap-around into lags < T
     spectrum = jnp.fft.rfft(e, nfft)[None, :] * jnp.fft.rfft(xi.T, nfft, axis=-1)
     conv = jnp.fft.irfft(spectrum, nfft, axis=-1)[:, : T - 1]
-    err = jnp.concatenate([jnp.zeros((batch, 1), dtype), conv.astype(dtype)], axis=1)[:, burn_in:]  # (B, steps)
+    err = jnp.concatenate([jnp.zeros((batch, 1), dtype), conv.astype(dtype)], axis=1)[
+        :, burn_in:
+    ]  # (B, steps)
     per = 0.5 * jnp.mean(err**2, axis=1)
     return per if per_path else jnp.mean(per)

@@ -276,7 +276,9 @@ def shifted_inverses(A: Float[Array, "n n"], shifts: Float[Array, " m"]) -> Floa
     return jnp.linalg.solve(mats, jnp.broadcast_to(eye, mats.shape))
 
 
-def low_rank_gramians(A, u, v, shifts, *, max_steps: int = 128, tol: float | None = None, observability: bool = True):
+def low_rank_gramians(
+    A, u, v, shifts, *, max_steps: int = 128, tol: float | None = None, observability: bool = True
+):
     """Low-rank factors Z_P, Z_O with P = Z_P Z_P^T, O = Z_O Z_O^T (see `gramians`), by ADI.
 
     `shifts` are real and > 0 (ADI poles at -p_k); cycling p = 1 (the bulk of W - I sits near -1) and

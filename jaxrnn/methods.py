@@ -15,7 +15,8 @@ The gradient-flow field is d theta/dt = -eta R grad L (R = rates per block, 0 on
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, cast
 
 import equinox as eqx
 import jax
@@ -78,7 +79,9 @@ class NetworkField(eqx.Module):
         ok = ok & jnp.isfinite(loss) & _finite(grad)
         rates = dict(zip(TRAINABLE, params.rates))
         parts = {
-            n: -self.eta * rates[n] * getattr(grad, n) if n in self.trainable else jnp.zeros_like(getattr(grad, n))
+            n: -self.eta * rates[n] * getattr(grad, n)
+            if n in self.trainable
+            else jnp.zeros_like(getattr(grad, n))
             for n in TRAINABLE
         }
         return LinearRNN(parts["W"], parts["u"], parts["v"], scaling=params.scaling), loss, ok
@@ -152,7 +155,7 @@ class AbstractMethod(eqx.Module):
     def init(self, params: LinearRNN, eta) -> Any: ...
 
     @abc.abstractmethod
-    def advance(self, fields: NetworkField, state, start, stop): ...
+    def advance(self, fields: NetworkField, state, start, stop) -> Any: ...
 
     def curvature_checks(self, n_log: int) -> tuple[set, int]:
         """Log-point indices at which `train` estimates the flow's top curvature, and Lanczos steps."""
@@ -176,7 +179,9 @@ class AbstractFixedStepMethod(AbstractMethod):
     (new params, new method state, loss at params, ok at params, ok for the whole step)."""
 
     @abc.abstractmethod
-    def step(self, field: NetworkField, params: LinearRNN, mstate, i): ...
+    def step(
+        self, field: NetworkField, params: LinearRNN, mstate, i
+    ) -> tuple[LinearRNN, Any, Array, Array, Array]: ...
 
     def init(self, params, eta):
         return jnp.zeros((), params.W.dtype)
@@ -306,8 +311,15 @@ class OptaxOptimizer(AbstractFixedStepMethod):
     def step(self, field, params, mstate, i):
         v, loss, ok = field.velocity(params, i)
         scaled_grad = jax.tree.map(lambda x: -x / field.eta, v)  # optax minimises: feed it R grad L
-        updates, new_state = self.optimizer(1.0).update(scaled_grad, mstate, params)
-        return optax.apply_updates(params, updates), _tree_where(ok, new_state, mstate), loss, ok, ok
+        # optax's `Params` stub admits no eqx.Module, but any PyTree of arrays works
+        updates, new_state = self.optimizer(1.0).update(scaled_grad, mstate, cast(optax.Params, params))
+        return (
+            cast(LinearRNN, optax.apply_updates(cast(optax.Params, params), updates)),
+            _tree_where(ok, new_state, mstate),
+            loss,
+            ok,
+            ok,
+        )
 
 
 # ----------------------------------------------------------------------------- stiff-aware flow
@@ -315,11 +327,22 @@ class OptaxOptimizer(AbstractFixedStepMethod):
 # ROS34PW2 (Rang & Angermann 2005): 4-stage Rosenbrock-W method, order 3 for *any* W (so a lagged,
 # low-rank Jacobian keeps the order), L-stable with the exact Jacobian, embedded order 2.
 _GAMMA = 4.3586652150845900e-01
-_A = np.array([[0, 0, 0, 0], [8.7173304301691801e-01, 0, 0, 0],
-               [8.4457060015369423e-01, -1.1299064236484185e-01, 0, 0], [0, 0, 1, 0]])
-_G = np.array([[0, 0, 0, 0], [-8.7173304301691801e-01, 0, 0, 0],
-               [-9.0338057013044082e-01, 5.4180672388095326e-02, 0, 0],
-               [2.4212380706095346e-01, -1.2232505839045147e00, 5.4526025533510214e-01, 0]])
+_A = np.array(
+    [
+        [0, 0, 0, 0],
+        [8.7173304301691801e-01, 0, 0, 0],
+        [8.4457060015369423e-01, -1.1299064236484185e-01, 0, 0],
+        [0, 0, 1, 0],
+    ]
+)
+_G = np.array(
+    [
+        [0, 0, 0, 0],
+        [-8.7173304301691801e-01, 0, 0, 0],
+        [-9.0338057013044082e-01, 5.4180672388095326e-02, 0, 0],
+        [2.4212380706095346e-01, -1.2232505839045147e00, 5.4526025533510214e-01, 0],
+    ]
+)
 _B = np.array([2.4212380706095346e-01, -1.2232505839045147e00, 1.5452602553351020e00, 4.3586652150845900e-01])
 _BHAT = np.array([3.7810903145819369e-01, -9.6042292212423178e-02, 5.0e-01, 2.1793326075422950e-01])
 
@@ -400,15 +423,31 @@ class StiffFlow(AbstractMethod):
         return np.asarray(mstate.lam[:, -1])
 
     def stats(self, mstate, steps_done):
-        return {k: np.asarray(getattr(mstate, k)) for k in ("accepted", "rejected", "grads", "hvps", "iterations")}
+        return {
+            k: np.asarray(getattr(mstate, k)) for k in ("accepted", "rejected", "grads", "hvps", "iterations")
+        }
 
     def init(self, params, eta):
         n = ravel_pytree(params)[0].shape[0]
         dtype = params.W.dtype
         z = jnp.zeros((), dtype)
         i0 = jnp.zeros((), jnp.int32)
-        return _StiffState(z, z, z, jnp.ones((), dtype), jnp.zeros((self.rank, n), dtype), jnp.zeros((self.rank,), dtype),
-                           jnp.asarray(True), i0, i0, i0, i0, i0, i0, i0)
+        return _StiffState(
+            z,
+            z,
+            z,
+            jnp.ones((), dtype),
+            jnp.zeros((self.rank, n), dtype),
+            jnp.zeros((self.rank,), dtype),
+            jnp.asarray(True),
+            i0,
+            i0,
+            i0,
+            i0,
+            i0,
+            i0,
+            i0,
+        )
 
     def _refresh(self, field, params, ms: _StiffState, key):
         ff, theta = _FlatField.build(field, params)
@@ -417,9 +456,12 @@ class StiffFlow(AbstractMethod):
         noise = noise / jnp.maximum(jnp.linalg.norm(noise), jnp.finfo(y.dtype).tiny)
         v0 = ms.U[-1] + 0.1 * noise  # warm start on the old stiffest direction
         vals, vecs = lanczos_extremes(lambda x: ff.minus_jac(y, x), v0, self.lanczos)
-        lam = jnp.maximum(vals[-self.rank:], 0.0)
-        return eqx.tree_at(lambda s: (s.U, s.lam, s.refresh, s.since_refresh, s.hvps), ms,
-                           (vecs[-self.rank:], lam, jnp.asarray(False), jnp.zeros((), jnp.int32), ms.hvps + self.lanczos))
+        lam = jnp.maximum(vals[-self.rank :], 0.0)
+        return eqx.tree_at(
+            lambda s: (s.U, s.lam, s.refresh, s.since_refresh, s.hvps),
+            ms,
+            (vecs[-self.rank :], lam, jnp.asarray(False), jnp.zeros((), jnp.int32), ms.hvps + self.lanczos),
+        )
 
     def _attempt(self, field, state, t_end):
         """One attempted step of one network (masked out once it has reached t_end or is frozen)."""
@@ -438,7 +480,9 @@ class StiffFlow(AbstractMethod):
             ks, h, first = carry
             gi, li, oki = ff.g(y + A[i] @ ks)
             # the first stage (at y itself) fixes h: the controller's step, or h0 = 0.01 |y| / |g(y)|
-            h0 = jnp.clip(0.01 * jnp.linalg.norm(y) / jnp.maximum(jnp.linalg.norm(gi), jnp.finfo(dtype).tiny), 1e-6, 1.0)
+            h0 = jnp.clip(
+                0.01 * jnp.linalg.norm(y) / jnp.maximum(jnp.linalg.norm(gi), jnp.finfo(dtype).tiny), 1e-6, 1.0
+            )
             h_ctrl = jnp.where(ms.h > 0, ms.h, h0)
             h = jnp.where(i == 0, jnp.where(h_ctrl >= remaining * (1 - 1e-12), remaining, h_ctrl), h)
             d = h * _GAMMA * lam / (1 + h * _GAMMA * lam)
@@ -450,7 +494,8 @@ class StiffFlow(AbstractMethod):
 
         first0 = (jnp.zeros((), dtype), jnp.asarray(True), jnp.zeros((), dtype))
         (ks, h, (loss0, ok0, h_ctrl)), oks = jax.lax.scan(
-            stage, (jnp.zeros((4,) + y.shape, dtype), jnp.zeros((), dtype), first0), jnp.arange(4))
+            stage, (jnp.zeros((4,) + y.shape, dtype), jnp.zeros((), dtype), first0), jnp.arange(4)
+        )
         ok = jnp.all(oks)
         last = h_ctrl >= remaining * (1 - 1e-12)
         h = jnp.where(last, remaining, h_ctrl)
@@ -467,7 +512,9 @@ class StiffFlow(AbstractMethod):
         fac_acc = jnp.clip(0.9 * err_c ** (-0.7 / 3) * ms.err_prev ** (0.4 / 3), 0.2, 5.0)
         fac_rej = jnp.where(ok, jnp.clip(0.9 * err_c ** (-1 / 3), 0.2, 0.9), 0.25)
         # a last step shortened to reach t_end does not shrink the controller's step
-        h_next = jnp.where(accept, jnp.where(last, jnp.maximum(h_ctrl, h * fac_acc), h * fac_acc), h * fac_rej)
+        h_next = jnp.where(
+            accept, jnp.where(last, jnp.maximum(h_ctrl, h * fac_acc), h * fac_acc), h * fac_rej
+        )
         new_params = ff.unravel(ff.to_theta(y_new))
         ms_new = _StiffState(
             t=jnp.where(rollback, ms.t_prev, jnp.where(accept, jnp.where(last, t_end, ms.t + h), ms.t)),
@@ -478,7 +525,9 @@ class StiffFlow(AbstractMethod):
             lam=lam,
             # a lagged J_k is fine for a W-method unless the stiff direction moved: refresh after two
             # rejections in a row, a failed (non-Hurwitz) stage, or every refresh_every accepted steps
-            refresh=ms.refresh | (reject & ((ms.streak >= 1) | ~ok)) | (active & (ms.since_refresh + 1 >= self.refresh_every)),
+            refresh=ms.refresh
+            | (reject & ((ms.streak >= 1) | ~ok))
+            | (active & (ms.since_refresh + 1 >= self.refresh_every)),
             since_refresh=ms.since_refresh + accept.astype(jnp.int32),
             streak=jnp.where(accept, 0, ms.streak + reject.astype(jnp.int32)),
             accepted=ms.accepted + accept.astype(jnp.int32),
@@ -494,9 +543,14 @@ class StiffFlow(AbstractMethod):
         return eqx.tree_at(
             lambda s: (s.params, s.prev, s.opt_state, s.frozen, s.last_loss, s.loss_rise),
             state,
-            (params_next, _tree_where(accept, params, state.prev), ms_new, state.frozen | lost,
-             jnp.where(active & ok0, loss0, state.last_loss),
-             jnp.where(counted, jnp.maximum(state.loss_rise, rise), state.loss_rise)),
+            (
+                params_next,
+                _tree_where(accept, params, state.prev),
+                ms_new,
+                state.frozen | lost,
+                jnp.where(active & ok0, loss0, state.last_loss),
+                jnp.where(counted, jnp.maximum(state.loss_rise, rise), state.loss_rise),
+            ),
         )
 
     def advance(self, fields, state, start, stop):
@@ -526,5 +580,8 @@ class StiffFlow(AbstractMethod):
         # networks that did not reach t_end within max_iterations are frozen and flagged
         frozen = s.frozen | ((s.opt_state.t < t_end) & ~s.frozen)
         newly = frozen & ~state.frozen  # frozen in this chunk: flag the chunk's first step index
-        return eqx.tree_at(lambda x: (x.frozen, x.diverged_step), s,
-                           (frozen, jnp.where(newly, jnp.asarray(start, s.diverged_step.dtype), s.diverged_step)))
+        return eqx.tree_at(
+            lambda x: (x.frozen, x.diverged_step),
+            s,
+            (frozen, jnp.where(newly, jnp.asarray(start, s.diverged_step.dtype), s.diverged_step)),
+        )

@@ -43,7 +43,11 @@ class LinearRNN(eqx.Module):
     def __check_init__(self):
         if self.scaling not in SCALINGS:
             raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
-        if self.W.shape[-1] != self.W.shape[-2] or self.u.shape[-1] != self.W.shape[-1] or self.v.shape != self.u.shape:
+        if (
+            self.W.shape[-1] != self.W.shape[-2]
+            or self.u.shape[-1] != self.W.shape[-1]
+            or self.v.shape != self.u.shape
+        ):
             raise ValueError(f"inconsistent shapes W {self.W.shape}, u {self.u.shape}, v {self.v.shape}")
 
     @property

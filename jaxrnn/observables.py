@@ -82,7 +82,9 @@ def outlier_eigenvalue(eigenvalues, kind: str = "integrator"):
     For the oscillator, the member of the rightmost conjugate pair with Im >= 0 (so the pair is
     lambda and its conjugate). Works with numpy or jax arrays.
     """
-    xp: Any = jnp if isinstance(eigenvalues, jax.Array) else np  # the two modules share this API; a union of them does not type-check
+    xp: Any = (
+        jnp if isinstance(eigenvalues, jax.Array) else np
+    )  # the two modules share this API; a union of them does not type-check
     ev = eigenvalues
     if kind == "oscillator":
         ev = xp.where(ev.imag >= 0, ev, ev.real - 1e30)  # drop the lower half plane
@@ -125,8 +127,16 @@ def init_outlier_tracker(W0, u=None, v=None, *, bulk_radius=None) -> OutlierStat
     return OutlierState(Q, jnp.asarray(r, dtype))
 
 
-def track_outlier(W, state: OutlierState, kind: str = "integrator", *, iterations: int = 30, tau: float = 4.0,
-                  margin: float | None = None, tol: float = 1e-3):
+def track_outlier(
+    W,
+    state: OutlierState,
+    kind: str = "integrator",
+    *,
+    iterations: int = 30,
+    tau: float = 4.0,
+    margin: float | None = None,
+    tol: float = 1e-3,
+):
     """The outlier eigenvalue of W by warm-started block subspace iteration (jittable, vmappable).
 
     Q <- orth(E Q) `iterations` times from `state.Q` (N x 2: a real outlier and the next eigenvalue, or a
@@ -197,7 +207,12 @@ def charge(W, u, v, rates=(1.0, None, None)):
     ru = N if ru is None else ru
     rv = N if rv is None else rv
     WT = jnp.swapaxes(W, -1, -2)
-    return W @ WT - WT @ W + (rW / ru) * u[..., :, None] * u[..., None, :] - (rW / rv) * v[..., :, None] * v[..., None, :]
+    return (
+        W @ WT
+        - WT @ W
+        + (rW / ru) * u[..., :, None] * u[..., None, :]
+        - (rW / rv) * v[..., :, None] * v[..., None, :]
+    )
 
 
 def charge_drift(C_t, C_0, W, u, v, rates=(1.0, None, None)):

@@ -15,7 +15,16 @@ import numpy as np
 
 from .variables import GRID_AXES
 
-__all__ = ["plot_store", "phase_diagram", "theory_vs_simulation", "learning_time_curves", "outlier_trajectories", "spectra", "loss_curves", "compare_table"]
+__all__ = [
+    "plot_store",
+    "phase_diagram",
+    "theory_vs_simulation",
+    "learning_time_curves",
+    "outlier_trajectories",
+    "spectra",
+    "loss_curves",
+    "compare_table",
+]
 
 log = logging.getLogger(__name__)
 GRID = GRID_AXES
@@ -43,7 +52,7 @@ def _fix_others(da, keep):
 
 
 def partial_note(ds) -> str | None:
-    """"partial: k of n cells" for a store whose run has not finished, else None."""
+    """ "partial: k of n cells" for a store whose run has not finished, else None."""
     done = ds["done"].values
     return None if done.all() else f"partial store: {int(done.sum())} of {done.size} cells done"
 
@@ -135,13 +144,35 @@ def phase_diagram(ds, x, y, out, formats=("png",)):
         im = ax.pcolormesh(_edges(xs), _edges(ys), masked, cmap=cmap, shading="flat")
         fig.colorbar(im, ax=ax, label=clabel)
         ex, ey = _edges(xs), _edges(ys)
-        for j, i in zip(*np.nonzero(np.isnan(val))):  # undefined / not computed: hatched, never a colour of the scale
-            ax.add_patch(Rectangle((float(ex[i]), float(ey[j])), float(ex[i + 1] - ex[i]), float(ey[j + 1] - ey[j]), fill=False, hatch="//",
-                                   edgecolor="0.55", lw=0))
+        for j, i in zip(
+            *np.nonzero(np.isnan(val))
+        ):  # undefined / not computed: hatched, never a colour of the scale
+            ax.add_patch(
+                Rectangle(
+                    (float(ex[i]), float(ey[j])),
+                    float(ex[i + 1] - ex[i]),
+                    float(ey[j + 1] - ey[j]),
+                    fill=False,
+                    hatch="//",
+                    edgecolor="0.55",
+                    lw=0,
+                )
+            )
         if len(axes) > 1 and ax is axes[1] and "sigma" in (x, y) and 0.0 in ds["sigma"].values:
-            ax.text(0.0 if x == "sigma" else np.sqrt(ex[0] * ex[-1]) if _is_geometric(xs) else (ex[0] + ex[-1]) / 2,
-                    (ey[0] + ey[-1]) / 2 if x == "sigma" else 0.0, r"undefined at $\sigma = 0$",
-                    rotation=90 if x == "sigma" else 0, ha="center", va="center", fontsize=7, color="0.3")
+            ax.text(
+                0.0
+                if x == "sigma"
+                else np.sqrt(ex[0] * ex[-1])
+                if _is_geometric(xs)
+                else (ex[0] + ex[-1]) / 2,
+                (ey[0] + ey[-1]) / 2 if x == "sigma" else 0.0,
+                r"undefined at $\sigma = 0$",
+                rotation=90 if x == "sigma" else 0,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="0.3",
+            )
         _scale(ax, "x", xs)
         _scale(ax, "y", ys)
         ax.set_xlabel(LABELS.get(x, str(x)))
@@ -159,8 +190,19 @@ def phase_diagram(ds, x, y, out, formats=("png",)):
         vals = th.values if other in th.dims else np.full(len(ds[other]), float(th.values))
         ov = ds[other].values.astype(float)
         pts = (np.zeros_like(ov), ov) if x == "sigma" else (ov, np.zeros_like(ov))
-        sc = axes[0].scatter(*pts, c=vals, cmap=CMAP_T, vmin=np.nanmin(tl), vmax=np.nanmax(tl), marker="D", s=40,
-                             edgecolors="w", linewidths=1.2, zorder=3, label=r"theory ($N\to\infty$, $\sigma=0$)")
+        sc = axes[0].scatter(
+            *pts,
+            c=vals,
+            cmap=CMAP_T,
+            vmin=np.nanmin(tl),
+            vmax=np.nanmax(tl),
+            marker="D",
+            s=40,
+            edgecolors="w",
+            linewidths=1.2,
+            zorder=3,
+            label=r"theory ($N\to\infty$, $\sigma=0$)",
+        )
         axes[0].legend(handles=[sc], fontsize=7, loc="upper right", framealpha=0.8)
     fig.suptitle(f"phase diagram over ({x}, {y})" + (f"; {desc}" if desc else ""), fontsize=10)
     return _save(fig, out, f"phase_{x}_{y}", formats, ds)
@@ -193,29 +235,60 @@ def learning_time_curves(ds, out, formats=("png",)):
     axes_ = _varying(ds)
     if not axes_:
         return []
-    fig, axs = plt.subplots(1, len(axes_), figsize=(4.4 * len(axes_), 3.8), squeeze=False, constrained_layout=True)
+    fig, axs = plt.subplots(
+        1, len(axes_), figsize=(4.4 * len(axes_), 3.8), squeeze=False, constrained_layout=True
+    )
     has_zero = 0.0 in ds["sigma"].values
     for ax, a in zip(axs[0], axes_):
         tl, desc = _fix_others(ds["t_learn"], (a,))
         vals = tl.transpose(a, "seed").values
         xs = ds[a].values.astype(float)
         for s in range(vals.shape[1]):
-            ax.plot(xs, vals[:, s], ".", color="0.6", ms=4, zorder=1, label="simulation, each seed" if s == 0 else None)
+            ax.plot(
+                xs,
+                vals[:, s],
+                ".",
+                color="0.6",
+                ms=4,
+                zorder=1,
+                label="simulation, each seed" if s == 0 else None,
+            )
         mean, std = np.nanmean(vals, 1), np.nanstd(vals, 1)
         ax.fill_between(xs, mean - std, mean + std, color="C0", alpha=0.2, lw=0, zorder=2)
         ax.plot(xs, mean, "o-", color="C0", zorder=3, label="simulation, seed mean $\\pm$ std")
-        if "theory_inf_t_learn" in ds and a in ("c", "w", "eta") and (has_zero and tl["sigma"].item() == 0.0 if "sigma" in tl.coords else has_zero):
+        if (
+            "theory_inf_t_learn" in ds
+            and a in ("c", "w", "eta")
+            and (has_zero and tl["sigma"].item() == 0.0 if "sigma" in tl.coords else has_zero)
+        ):
             th = ds["theory_inf_t_learn"].isel({b: 0 for b in ("c", "w", "eta") if b != a}).values
             ax.plot(xs, th, "--", color="C3", zorder=4, label=r"theory $N\to\infty$, $\sigma=0$")
         elif "theory_inf_t_learn" in ds and a == "sigma" and has_zero:
             th = float(ds["theory_inf_t_learn"].isel(c=0, w=0, eta=0))
-            ax.plot([0.0], [th], "D", color="C3", ms=7, zorder=4, label=r"theory $N\to\infty$ (at $\sigma=0$ only)")
+            ax.plot(
+                [0.0],
+                [th],
+                "D",
+                color="C3",
+                ms=7,
+                zorder=4,
+                label=r"theory $N\to\infty$ (at $\sigma=0$ only)",
+            )
         if "theory_t_learn" in ds:
             tt, _ = _fix_others(ds["theory_t_learn"], (a,))
             tt = tt.transpose(a, "seed").values
             ok = np.isfinite(tt).any(1)
             if ok.any():
-                ax.plot(xs[ok], np.nanmean(tt[ok], 1), "x", color="C1", ms=8, mew=2, zorder=5, label=r"theory, each network's own $\sigma=0$ start")
+                ax.plot(
+                    xs[ok],
+                    np.nanmean(tt[ok], 1),
+                    "x",
+                    color="C1",
+                    ms=8,
+                    mew=2,
+                    zorder=5,
+                    label=r"theory, each network's own $\sigma=0$ start",
+                )
         _scale(ax, "x", xs)
         ax.set_xlabel(LABELS.get(a, str(a)))
         ax.set_ylabel(LABELS["t_learn"])
@@ -264,9 +337,20 @@ def loss_curves(ds, out, formats=("png",)):
     cmap = plt.get_cmap(CMAP_T)
     sig = ds["sigma"].values
     for k, s in enumerate(sig):
-        ax.semilogy(t, L.sel(sigma=s).isel(seed=0).values, color=cmap(0.9 * k / max(len(sig) - 1, 1)), label=f"$\\sigma$ = {s:.3g}")
+        ax.semilogy(
+            t,
+            L.sel(sigma=s).isel(seed=0).values,
+            color=cmap(0.9 * k / max(len(sig) - 1, 1)),
+            label=f"$\\sigma$ = {s:.3g}",
+        )
     if "theory_inf_loss" in ds:
-        ax.semilogy(t, ds["theory_inf_loss"].isel(c=0, w=0, eta=0).values, "--", color="C3", label=r"theory $N\to\infty$, $\sigma=0$")
+        ax.semilogy(
+            t,
+            ds["theory_inf_loss"].isel(c=0, w=0, eta=0).values,
+            "--",
+            color="C3",
+            label=r"theory $N\to\infty$, $\sigma=0$",
+        )
     ax.set_xlabel(LABELS["t"])
     ax.set_ylabel("population loss L(t)")
     ax.legend(fontsize=7)
@@ -298,8 +382,11 @@ def spectra(ds, out, formats=("png",)):
         ax.set_ylabel(r"Im $\lambda$")
         ax.set_aspect("equal")
     axs[0][-1].legend(fontsize=7, loc="lower left", markerscale=2)
-    fig.suptitle(r"spectra of W, seed 0 (circles: bulk edge $\sigma$; dotted: Re $\lambda$ = 1, the stability edge)"
-                 + (f"; {desc}" if desc else ""), fontsize=10)
+    fig.suptitle(
+        r"spectra of W, seed 0 (circles: bulk edge $\sigma$; dotted: Re $\lambda$ = 1, the stability edge)"
+        + (f"; {desc}" if desc else ""),
+        fontsize=10,
+    )
     return _save(fig, out, "spectra", formats, ds)
 
 
@@ -324,18 +411,39 @@ def theory_vs_simulation(ds, th, x, y, out, formats=("png",)):
     fig, ax = plt.subplots(figsize=(6.2, 4.4), constrained_layout=True)
     ax.set_facecolor("0.85")
     lim = float(np.nanmax(np.abs(rel))) if np.isfinite(rel).any() else 1.0
-    im = ax.pcolormesh(_edges(xs), _edges(ys), np.ma.masked_invalid(rel), cmap="RdBu_r", vmin=-lim, vmax=lim, shading="flat")
-    fig.colorbar(im, ax=ax, label=r"$(t_{\rm learn}^{\rm sim} - t_{\rm learn}^{\rm theory}) / t_{\rm learn}^{\rm theory}$")
+    im = ax.pcolormesh(
+        _edges(xs), _edges(ys), np.ma.masked_invalid(rel), cmap="RdBu_r", vmin=-lim, vmax=lim, shading="flat"
+    )
+    fig.colorbar(
+        im,
+        ax=ax,
+        label=r"$(t_{\rm learn}^{\rm sim} - t_{\rm learn}^{\rm theory}) / t_{\rm learn}^{\rm theory}$",
+    )
     ex, ey = _edges(xs), _edges(ys)
     for j, i in zip(*np.nonzero(~np.isfinite(rel))):
-        ax.add_patch(Rectangle((float(ex[i]), float(ey[j])), float(ex[i + 1] - ex[i]), float(ey[j + 1] - ey[j]), fill=False, hatch="//", edgecolor="0.55", lw=0))
+        ax.add_patch(
+            Rectangle(
+                (float(ex[i]), float(ey[j])),
+                float(ex[i + 1] - ex[i]),
+                float(ey[j + 1] - ey[j]),
+                fill=False,
+                hatch="//",
+                edgecolor="0.55",
+                lw=0,
+            )
+        )
     _scale(ax, "x", xs)
     _scale(ax, "y", ys)
     _bulk_edge_line(ds, ax, x, y, xs, ys)
     ax.set_xlabel(LABELS.get(x, str(x)))
     ax.set_ylabel(LABELS.get(y, str(y)))
-    ax.set_title(r"simulation (N = " + ", ".join(str(int(n)) for n in ds["N"].values) + r") vs $N\to\infty$ theory"
-                 + (f"; {desc}" if desc else ""), fontsize=9)
+    ax.set_title(
+        r"simulation (N = "
+        + ", ".join(str(int(n)) for n in ds["N"].values)
+        + r") vs $N\to\infty$ theory"
+        + (f"; {desc}" if desc else ""),
+        fontsize=9,
+    )
     return _save(fig, out, f"theory_vs_sim_{x}_{y}", formats, ds)
 
 
@@ -357,7 +465,9 @@ def plot_store(store, out, *, kinds=("phase",), formats=("png",), phase=(), theo
     for kind in kinds:
         try:
             if kind == "phase":
-                pairs = list(phase) or [(var[i], var[j]) for i in range(len(var)) for j in range(i + 1, len(var))]
+                pairs = list(phase) or [
+                    (var[i], var[j]) for i in range(len(var)) for j in range(i + 1, len(var))
+                ]
                 for x, y in pairs:
                     files += phase_diagram(ds, x, y, out, formats)
                     if th is not None:
@@ -402,7 +512,11 @@ def compare_table(store, per_seed: int = 8) -> str:
                 for e in ds["eta"].values:
                     s = sim.sel(N=N, c=c, w=w, eta=e).values
                     o = own.sel(N=N, c=c, w=w, eta=e).values
-                    inf = float(ds["theory_inf_t_learn"].sel(c=c, w=w, eta=e)) if "theory_inf_t_learn" in ds else np.nan
+                    inf = (
+                        float(ds["theory_inf_t_learn"].sel(c=c, w=w, eta=e))
+                        if "theory_inf_t_learn" in ds
+                        else np.nan
+                    )
                     n = int(np.isfinite(s).sum())
                     m = np.nanmean(s)
                     rel = s / o - 1

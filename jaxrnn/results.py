@@ -11,7 +11,18 @@ from .variables import COORDINATES, NETWORK_VARIABLES
 __all__ = ["network_arrays", "train_result_to_xarray"]
 
 # TrainResult fields stored under the same name (per network, then their own dims)
-_DIRECT = ("loss", "outlier", "dW_op", "charge_drift", "uv", "t_learn", "t_learn_eigenvalue", "steps_to_learn", "status", "diverged_step")
+_DIRECT = (
+    "loss",
+    "outlier",
+    "dW_op",
+    "charge_drift",
+    "uv",
+    "t_learn",
+    "t_learn_eigenvalue",
+    "steps_to_learn",
+    "status",
+    "diverged_step",
+)
 
 
 def network_arrays(res, sigma=None, spectrum_index=None) -> dict[str, np.ndarray]:
@@ -49,11 +60,19 @@ def train_result_to_xarray(res, sigma=None):
         var = NETWORK_VARIABLES[name]
         data[name] = xr.Variable(("network",) + var.dims, val, attrs=var.attrs)
     coords = {
-        "network": xr.Variable(("network",), np.arange(len(arrays["t_learn"])), attrs={"long_name": "network index", "units": "1"}),
+        "network": xr.Variable(
+            ("network",),
+            np.arange(len(arrays["t_learn"])),
+            attrs={"long_name": "network index", "units": "1"},
+        ),
         "t": xr.Variable(("t",), np.asarray(res.t), attrs=COORDINATES["t"].attrs),
         "step": xr.Variable(("t",), np.asarray(res.step), attrs=COORDINATES["step"].attrs),
     }
     if spectrum_index is not None:
-        coords["t_spectrum"] = xr.Variable(("t_spectrum",), np.asarray(res.t), attrs=COORDINATES["t_spectrum"].attrs)
-        coords["eig"] = xr.Variable(("eig",), np.arange(np.asarray(res.eigenvalues).shape[-1]), attrs=COORDINATES["eig"].attrs)
+        coords["t_spectrum"] = xr.Variable(
+            ("t_spectrum",), np.asarray(res.t), attrs=COORDINATES["t_spectrum"].attrs
+        )
+        coords["eig"] = xr.Variable(
+            ("eig",), np.arange(np.asarray(res.eigenvalues).shape[-1]), attrs=COORDINATES["eig"].attrs
+        )
     return xr.Dataset(data, coords=coords, attrs={"Conventions": "CF-1.10", "source": "jaxrnn.train"})

@@ -6,12 +6,21 @@ with one of these and kept, so that its batch-mates and the rest of a sweep are 
 
 from __future__ import annotations
 
-__all__ = ["STATUS_NOT_RUN", "STATUS_OK", "STATUS_DIVERGED", "STATUS_UNSTABLE_STEP", "STATUS_MEANINGS", "flag_attrs"]
+__all__ = [
+    "STATUS_NOT_RUN",
+    "STATUS_OK",
+    "STATUS_DIVERGED",
+    "STATUS_UNSTABLE_STEP",
+    "STATUS_MEANINGS",
+    "flag_attrs",
+]
 
 STATUS_NOT_RUN = -1  # store fill value: the cell was never computed
 STATUS_OK = 0
 STATUS_DIVERGED = 1  # loss/gradient non-finite or W - I not Hurwitz: frozen at its last good parameters
-STATUS_UNSTABLE_STEP = 2  # fixed step at/over the explicit method's stability edge: the trajectory may be wrong
+STATUS_UNSTABLE_STEP = (
+    2  # fixed step at/over the explicit method's stability edge: the trajectory may be wrong
+)
 
 STATUS_MEANINGS = {
     STATUS_NOT_RUN: "not_run",

@@ -118,11 +118,16 @@ def exponential_sum(residues, poles, *, dtype=None, kind="sum") -> ExponentialSu
     residues = np.atleast_1d(np.asarray(residues, dtype=complex))
     poles = np.atleast_1d(np.asarray(poles, dtype=complex))
     if residues.shape != poles.shape:
-        raise ValueError(f"residues and poles must have the same shape, got {residues.shape} and {poles.shape}")
+        raise ValueError(
+            f"residues and poles must have the same shape, got {residues.shape} and {poles.shape}"
+        )
     _check_rate("Re(poles)", np.real(poles), allow_zero=True)
     dtype = dtype or jnp.result_type(float)
     return ExponentialSum(
-        _as(np.real(residues), dtype), _as(np.imag(residues), dtype), _as(np.real(poles), dtype), _as(np.imag(poles), dtype),
+        _as(np.real(residues), dtype),
+        _as(np.imag(residues), dtype),
+        _as(np.real(poles), dtype),
+        _as(np.imag(poles), dtype),
         kind=kind,
     )
 

@@ -34,7 +34,8 @@ import dataclasses
 import logging
 import numbers
 import time
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -54,7 +55,7 @@ from .loss import (
     sampled_loss_fft,
 )
 from .loss import GRAMIANS
-from .lyapunov import doublings_for
+from .lyapunov import DEFAULT_DOUBLINGS, doublings_for
 from .methods import (
     EULER_LIMIT,
     RK4_LIMIT,
@@ -132,7 +133,7 @@ class AbstractLoss(eqx.Module):
     @abc.abstractmethod
     def monitor(self, model, target): ...
 
-    def resolved(self, targets) -> "AbstractLoss":
+    def resolved(self, targets) -> AbstractLoss:
         return self
 
 
@@ -166,7 +167,7 @@ class ExactLoss(AbstractLoss):
         if isinstance(self.max_steps, bool) or int(self.max_steps) != self.max_steps or self.max_steps < 2:
             raise ValueError(f"ExactLoss.max_steps must be an integer >= 2, got {self.max_steps}")
 
-    def resolved(self, targets) -> "ExactLoss":
+    def resolved(self, targets) -> ExactLoss:
         check_gramian(self.gramian, targets)
         if self.doublings is not None:
             return self
@@ -180,24 +181,32 @@ class ExactLoss(AbstractLoss):
 
     def _max_doublings(self) -> int:
         if self.doublings is None:
-            raise ValueError("ExactLoss.doublings is unresolved: call loss.resolved(targets) first (train does)")
+            raise ValueError(
+                "ExactLoss.doublings is unresolved: call loss.resolved(targets) first (train does)"
+            )
         return int(self.doublings)
 
-    def _options(self):
-        shift = 1.0 if self.shift is None else self.shift
-        return dict(doublings=self.doublings, shift=shift, gramian=self.gramian, max_steps=self.max_steps)
+    def _reference(self, fn, model, target):
+        """The reference path (dense Smith doubling at a fixed shift, or low-rank ADI)."""
+        shift = 1.0 if self.shift is None else float(self.shift)
+        doublings = DEFAULT_DOUBLINGS if self.doublings is None else int(self.doublings)
+        return fn(
+            model, target, doublings=doublings, shift=shift, gramian=self.gramian, max_steps=self.max_steps
+        )
 
     def value_and_grad(self, model, target, key):
         if self._use_fast:
-            loss, grad, tail = population_loss_and_grad_fast(model, target, max_doublings=self._max_doublings(), shift=self.shift)
+            loss, grad, tail = population_loss_and_grad_fast(
+                model, target, max_doublings=self._max_doublings(), shift=self.shift
+            )
         else:
-            loss, grad, tail = population_loss_and_grad(model, target, **self._options())
+            loss, grad, tail = self._reference(population_loss_and_grad, model, target)
         return loss, grad, tail < TAIL_TOLERANCE
 
     def monitor(self, model, target):
         if self._use_fast:
             return population_loss_fast(model, target, max_doublings=self._max_doublings(), shift=self.shift)
-        return population_loss(model, target, **self._options())
+        return self._reference(population_loss, model, target)
 
 
 class FiniteHorizonLoss(AbstractLoss):
@@ -308,7 +317,7 @@ def _guarded_step(method: AbstractFixedStepMethod, field: NetworkField, state: _
 
 
 @eqx.filter_jit
-def _advance(method: AbstractMethod, fields: NetworkField, state, start, stop):
+def _advance(method: AbstractMethod, fields: NetworkField, state: _State, start, stop) -> _State:
     """Steps start..stop-1 for the whole population (dynamic bounds: one compile for all chunks)."""
     return method.advance(fields, state, start, stop)
 
@@ -411,7 +420,9 @@ class TrainResult:
 
 def _broadcast_target(target: ExponentialSum, M: int) -> ExponentialSum:
     if not isinstance(target, ExponentialSum):
-        raise ValueError(f"target must be an ExponentialSum (e.g. leaky_integrator(c)), got {type(target).__name__}")
+        raise ValueError(
+            f"target must be an ExponentialSum (e.g. leaky_integrator(c)), got {type(target).__name__}"
+        )
     if target.r_re.ndim == 1:
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (M,) + x.shape), target)
     if target.r_re.ndim != 2 or target.r_re.shape[0] != M:
@@ -427,7 +438,7 @@ def _log_steps(steps, n_log, log_steps):
         return ls if ls[0] == 0 else np.concatenate([[0], ls])
     if n_log is None:
         n_log = min(101, steps + 1)
-    if isinstance(n_log, bool) or not isinstance(n_log, numbers.Integral) or not 2 <= n_log <= steps + 1:
+    if isinstance(n_log, bool) or not isinstance(n_log, numbers.Integral) or not 2 <= int(n_log) <= steps + 1:
         raise ValueError(f"n_log must be an integer in [2, steps + 1 = {steps + 1}], got {n_log!r}")
     return np.unique(np.round(np.linspace(0, steps, n_log)).astype(np.int64))
 
@@ -438,14 +449,18 @@ _RISE_FACTOR = 10.0
 
 def _check_model(model) -> None:
     if not isinstance(model, LinearRNN):
-        raise ValueError(f"model must be a LinearRNN population (init_population), got {type(model).__name__}")
+        raise ValueError(
+            f"model must be a LinearRNN population (init_population), got {type(model).__name__}"
+        )
     if np.ndim(model.W) != 3:
-        raise ValueError(f"model must be a population with a leading network axis, got W of shape {np.shape(model.W)}")
+        raise ValueError(
+            f"model must be a population with a leading network axis, got W of shape {np.shape(model.W)}"
+        )
     dtypes = {name: np.dtype(getattr(model, name).dtype) for name in TRAINABLE}
     for name, dt in dtypes.items():
         if dt not in (np.float32, np.float64):
             raise ValueError(f"model.{name} must be float32 or float64, got {dt}")
-        if dt == np.float64 and not jax.config.jax_enable_x64:
+        if dt == np.float64 and not jax.config.read("jax_enable_x64"):
             raise ValueError(
                 f"model.{name} is float64 but jax_enable_x64 is off (JAX would silently compute in float32): "
                 "call jax.config.update('jax_enable_x64', True) first, or pass float32 arrays"
@@ -457,19 +472,24 @@ def _check_model(model) -> None:
         good = jnp.all(jnp.isfinite(x).reshape(x.shape[0], -1), axis=1)  # a device reduction (works sharded)
         if not bool(jnp.all(good)):
             nets = np.nonzero(~np.asarray(good))[0]
-            raise ValueError(f"model.{name} must be finite: non-finite entries in networks {nets[:10].tolist()}")
+            raise ValueError(
+                f"model.{name} must be finite: non-finite entries in networks {nets[:10].tolist()}"
+            )
 
 
 def _check_keys(keys, M):
     arr = keys
-    if jax.dtypes.issubdtype(getattr(arr, "dtype", None), jax.dtypes.prng_key):
+    dtype = getattr(arr, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
         if arr.shape != (M,):
             raise ValueError(f"keys must hold one PRNG key per network, shape ({M},), got {arr.shape}")
         return arr
     arr = np.asarray(keys)
     if arr.dtype != np.uint32 or arr.shape != (M, 2):
-        raise ValueError(f"keys must be typed PRNG keys of shape ({M},) or raw uint32 keys of shape ({M}, 2), "
-                         f"got {arr.dtype} {arr.shape}")
+        raise ValueError(
+            f"keys must be typed PRNG keys of shape ({M},) or raw uint32 keys of shape ({M}, 2), "
+            f"got {arr.dtype} {arr.shape}"
+        )
     return jax.vmap(jax.random.wrap_key_data)(jnp.asarray(arr))
 
 
@@ -515,11 +535,15 @@ def train(
     method = GradientFlow(dt=0.05) if method is None else method
     loss = ExactLoss() if loss is None else loss
     if not isinstance(method, AbstractMethod):
-        raise ValueError(f"method must be an AbstractMethod (GradientFlow, StiffFlow, GradientDescent, OptaxOptimizer), "
-                         f"got {type(method).__name__}")
+        raise ValueError(
+            f"method must be an AbstractMethod (GradientFlow, StiffFlow, GradientDescent, OptaxOptimizer), "
+            f"got {type(method).__name__}"
+        )
     if not isinstance(loss, AbstractLoss):
-        raise ValueError(f"loss must be an AbstractLoss (ExactLoss, FiniteHorizonLoss, DiscreteLoss, SampledLoss), "
-                         f"got {type(loss).__name__}")
+        raise ValueError(
+            f"loss must be an AbstractLoss (ExactLoss, FiniteHorizonLoss, DiscreteLoss, SampledLoss), "
+            f"got {type(loss).__name__}"
+        )
     _check_model(model)
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -535,15 +559,23 @@ def train(
     if keep_spectra and not compute_spectra:
         raise ValueError("keep_spectra=True needs compute_spectra=True")
     if callback is not None and not callable(callback):
-        raise ValueError(f"callback must be None or callable(done_steps, steps), got {type(callback).__name__}")
+        raise ValueError(
+            f"callback must be None or callable(done_steps, steps), got {type(callback).__name__}"
+        )
     if not isinstance(progress, (bool, np.bool_)):
         raise ValueError(f"progress must be True or False, got {progress!r}")
     if isinstance(noise_seed, bool) or not isinstance(noise_seed, numbers.Integral):
         raise ValueError(f"noise_seed must be an integer, got {noise_seed!r}")
     M = model.W.shape[0]
     eta_in = np.asarray(eta)
-    if eta_in.ndim > 1 or (eta_in.ndim == 1 and eta_in.shape != (M,)) or not np.issubdtype(eta_in.dtype, np.number):
-        raise ValueError(f"eta must be a number or an array of shape ({M},) (one per network), got shape {eta_in.shape}")
+    if (
+        eta_in.ndim > 1
+        or (eta_in.ndim == 1 and eta_in.shape != (M,))
+        or not np.issubdtype(eta_in.dtype, np.number)
+    ):
+        raise ValueError(
+            f"eta must be a number or an array of shape ({M},) (one per network), got shape {eta_in.shape}"
+        )
     eta_np = np.broadcast_to(eta_in.astype(float), (M,))
     if np.any(~np.isfinite(eta_np)) or np.any(eta_np <= 0):
         raise ValueError(f"eta must be finite and > 0, got {eta}")
@@ -551,22 +583,35 @@ def train(
     if loss.stationary and np.any(np.asarray(targets.s_re) <= 0):
         raise ValueError("a target with c = 0 has infinite stationary loss: use FiniteHorizonLoss")
     if method.needs_deterministic_loss and not loss.deterministic:
-        raise ValueError(f"method {type(method).__name__} integrates a deterministic flow: use it with ExactLoss, "
-                         f"FiniteHorizonLoss or DiscreteLoss, not {type(loss).__name__}")
+        raise ValueError(
+            f"method {type(method).__name__} integrates a deterministic flow: use it with ExactLoss, "
+            f"FiniteHorizonLoss or DiscreteLoss, not {type(loss).__name__}"
+        )
     loss = loss.resolved(targets)
     ls = _log_steps(steps, n_log, log_steps)
     dtype = model.W.dtype
     eta_arr = jnp.asarray(eta_np, dtype)
-    keys = (jax.vmap(lambda i: jax.random.fold_in(jax.random.key(noise_seed), i))(jnp.arange(M))
-            if keys is None else _check_keys(keys, M))
+    keys = (
+        jax.vmap(lambda i: jax.random.fold_in(jax.random.key(noise_seed), i))(jnp.arange(M))
+        if keys is None
+        else _check_keys(keys, M)
+    )
     fields = NetworkField(loss, targets, eta_arr, keys, trainable)
 
     opt_state = jax.vmap(method.init)(model, eta_arr)
     n_flat = model.W.shape[1] ** 2 + 2 * model.W.shape[1]
     v0 = jax.random.normal(jax.random.key(0x5EED), (M, n_flat), dtype)
     nan = jnp.full((M,), jnp.nan, dtype)
-    state = _State(model, model, opt_state, jnp.zeros((M,), bool), jnp.full((M,), -1, jnp.int32), nan,
-                   jnp.full((M,), -jnp.inf, dtype), v0)
+    state = _State(
+        model,
+        model,
+        opt_state,
+        jnp.zeros((M,), bool),
+        jnp.full((M,), -1, jnp.int32),
+        nan,
+        jnp.full((M,), -jnp.inf, dtype),
+        v0,
+    )
     W0 = model.W
     C0 = charge(model.W, model.u, model.v, model.rates)
     tracker = jax.vmap(init_outlier_tracker)(model.W, model.u, model.v) if compute_spectra else None
@@ -619,7 +664,11 @@ def train(
     out = {k: np.stack(v, axis=1) for k, v in logs.items()}
     spectra = np.stack(eigs, axis=1).astype(complex) if keep_spectra else None  # (M, n_log, N)
     if compute_spectra:
-        outlier, separated, residual = out.pop("outlier"), out.pop("outlier_separated"), out.pop("outlier_residual")
+        outlier, separated, residual = (
+            out.pop("outlier"),
+            out.pop("outlier_separated"),
+            out.pop("outlier_residual"),
+        )
     else:
         outlier, separated, residual = np.full((M, len(ls)), np.nan + 0j), None, None
     frozen = np.asarray(state.frozen)
@@ -636,8 +685,13 @@ def train(
     if int(frozen.sum()):
         log.warning("%d of %d networks diverged and were frozen", int(frozen.sum()), M)
     if int(flagged.sum()):
-        log.warning("%d of %d networks ran at the edge of the step's stability (status %d): their trajectories may "
-                    "be wrong; use a smaller dt or StiffFlow", int(flagged.sum()), M, STATUS_UNSTABLE_STEP)
+        log.warning(
+            "%d of %d networks ran at the edge of the step's stability (status %d): their trajectories may "
+            "be wrong; use a smaller dt or StiffFlow",
+            int(flagged.sum()),
+            M,
+            STATUS_UNSTABLE_STEP,
+        )
     stats = method.stats(state.opt_state, int(ls[-1]))
     return TrainResult(
         t=t,

@@ -40,36 +40,60 @@ COORDINATES = {
     "eta": Variable(("eta",), "real", "learning rate eta"),
     "optimizer": Variable(("optimizer",), "str", "training method"),
     "seed": Variable(("seed",), "int", "random seed of the initial weights"),
-    "t": Variable(("t",), "real", "flow time of the log points (network time constants; optimiser steps for step-based methods)"),
+    "t": Variable(
+        ("t",),
+        "real",
+        "flow time of the log points (network time constants; optimiser steps for step-based methods)",
+    ),
     "step": Variable(("t",), "int", "optimiser step of the log points"),
-    "t_spectrum": Variable(("t_spectrum",), "real", "flow time of the stored spectra (network time constants)"),
+    "t_spectrum": Variable(
+        ("t_spectrum",), "real", "flow time of the stored spectra (network time constants)"
+    ),
     "eig": Variable(("eig",), "int", "eigenvalue index (NaN-padded to the largest N)"),
 }
 
 _THEORY = (("source", "theory"),)
 NETWORK_VARIABLES = {
     "loss": Variable(("t",), "real", "population loss L(t) (exact loss the training objective estimates)"),
-    "outlier": Variable(("t",), "complex", "outlier eigenvalue of W (largest real part; oscillator: upper member of the pair)"),
+    "outlier": Variable(
+        ("t",), "complex", "outlier eigenvalue of W (largest real part; oscillator: upper member of the pair)"
+    ),
     "dW_op": Variable(("t",), "real", "operator norm |W(t) - W0|_op"),
     "charge_drift": Variable(("t",), "real", "relative drift of the conserved charge C"),
     "uv": Variable(("t",), "real", "overlap u.v / N"),
-    "t_learn": Variable((), "real", "learning time: first time L < 1e-2 L(0), log-interpolated (network time constants)"),
-    "t_learn_eigenvalue": Variable((), "real", "first time the outlier is within 1% of its target 1 - s* (network time constants)"),
+    "t_learn": Variable(
+        (), "real", "learning time: first time L < 1e-2 L(0), log-interpolated (network time constants)"
+    ),
+    "t_learn_eigenvalue": Variable(
+        (), "real", "first time the outlier is within 1% of its target 1 - s* (network time constants)"
+    ),
     "steps_to_learn": Variable((), "real", "learning time in optimiser steps"),
     "dW_op_over_sigma": Variable((), "real", "|W(t_end) - W0|_op / sigma (rich >~ 1, lazy << 1)"),
     "status": Variable((), "status", "network status", extra=tuple(flag_attrs().items())),
     "diverged_step": Variable((), "int", "step at which the network was frozen (-1: never)"),
-    "spectrum": Variable(("t_spectrum", "eig"), "complex", "eigenvalues of W at t_spectrum (NaN-padded to the largest N)"),
-    "theory_loss": Variable(("t",), "real", "sigma = 0 theory from this network's initial condition: loss", extra=_THEORY),
-    "theory_outlier": Variable(("t",), "complex", "sigma = 0 theory from this network's initial condition: outlier", extra=_THEORY),
-    "theory_t_learn": Variable((), "real", "sigma = 0 theory from this network's initial condition: t_learn", extra=_THEORY),
+    "spectrum": Variable(
+        ("t_spectrum", "eig"), "complex", "eigenvalues of W at t_spectrum (NaN-padded to the largest N)"
+    ),
+    "theory_loss": Variable(
+        ("t",), "real", "sigma = 0 theory from this network's initial condition: loss", extra=_THEORY
+    ),
+    "theory_outlier": Variable(
+        ("t",), "complex", "sigma = 0 theory from this network's initial condition: outlier", extra=_THEORY
+    ),
+    "theory_t_learn": Variable(
+        (), "real", "sigma = 0 theory from this network's initial condition: t_learn", extra=_THEORY
+    ),
     "theory_ok": Variable(
-        (), "int8", "sigma = 0 theory solve succeeded",
+        (),
+        "int8",
+        "sigma = 0 theory solve succeeded",
         extra=(("flag_values", [-1, 0, 1]), ("flag_meanings", "not_applicable failed ok"), *_THEORY),
     ),
 }
 THEORY_INF_VARIABLES = {  # dims (c, w, eta) + these
     "theory_inf_loss": Variable(("t",), "real", "N -> inf sigma = 0 theory: loss", extra=_THEORY),
     "theory_inf_outlier": Variable(("t",), "complex", "N -> inf sigma = 0 theory: outlier", extra=_THEORY),
-    "theory_inf_t_learn": Variable((), "real", "N -> inf sigma = 0 theory: t_learn (network time constants)", extra=_THEORY),
+    "theory_inf_t_learn": Variable(
+        (), "real", "N -> inf sigma = 0 theory: t_learn (network time constants)", extra=_THEORY
+    ),
 }

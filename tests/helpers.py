@@ -8,7 +8,10 @@ import scipy.linalg as sl
 
 def tree_max_rel_err(a, b):
     """max over leaves of |a - b|_max / |b|_max."""
-    errs = [np.max(np.abs(np.asarray(x) - np.asarray(y))) / np.max(np.abs(np.asarray(y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+    errs = [
+        np.max(np.abs(np.asarray(x) - np.asarray(y))) / np.max(np.abs(np.asarray(y)))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    ]
     return max(errs)
 
 

@@ -15,40 +15,106 @@ GOOD = {
 
 # (section, key, value, text the one line must contain)
 FIELDS = [
-    ("grid", "N", [[4]], "grid.N"), ("grid", "N", "16", "grid.N"), ("grid", "N", {"count": 3}, "grid.N"),
-    ("grid", "N", {"linspace": [2, 8, 0]}, "grid.N"), ("grid", "N", [4, 4], "distinct"), ("grid", "N", [True], "grid.N"),
-    ("grid", "sigma", {"linspace": [0, 0.5, 20000]}, "grid.sigma"), ("grid", "sigma", {"logspace": [-1, 0]}, "grid.sigma"),
-    ("grid", "sigma", {"linspace": [0, 0.5, 2.5]}, "grid.sigma"), ("grid", "sigma", {"linspace": "0,1,3"}, "grid.sigma"),
-    ("grid", "sigma", [None], "grid.sigma"), ("grid", "sigma", [float("nan")], "grid.sigma"), ("grid", "sigma", [float("inf")], "grid.sigma"),
-    ("grid", "c", [float("inf")], "grid.c"), ("grid", "c", ["0.1"], "grid.c"), ("grid", "c", [200.0], "grid.c"), ("grid", "c", {}, "grid.c"),
-    ("grid", "w", [-1.0], "grid.w"), ("grid", "w", [2000.0], "grid.w"), ("grid", "eta", [-1.0], "grid.eta"), ("grid", "eta", [1e5], "grid.eta"),
-    ("grid", "seed", [1.5], "grid.seed"), ("grid", "seed", {"count": 200000}, "grid.seed"), ("grid", "seed", {"count": True}, "grid.seed"),
-    ("grid", "seed", [2**31], "grid.seed"), ("grid", "optimizer", [], "grid.optimizer"), ("grid", "optimizer", [1], "grid.optimizer"),
+    ("grid", "N", [[4]], "grid.N"),
+    ("grid", "N", "16", "grid.N"),
+    ("grid", "N", {"count": 3}, "grid.N"),
+    ("grid", "N", {"linspace": [2, 8, 0]}, "grid.N"),
+    ("grid", "N", [4, 4], "distinct"),
+    ("grid", "N", [True], "grid.N"),
+    ("grid", "sigma", {"linspace": [0, 0.5, 20000]}, "grid.sigma"),
+    ("grid", "sigma", {"logspace": [-1, 0]}, "grid.sigma"),
+    ("grid", "sigma", {"linspace": [0, 0.5, 2.5]}, "grid.sigma"),
+    ("grid", "sigma", {"linspace": "0,1,3"}, "grid.sigma"),
+    ("grid", "sigma", [None], "grid.sigma"),
+    ("grid", "sigma", [float("nan")], "grid.sigma"),
+    ("grid", "sigma", [float("inf")], "grid.sigma"),
+    ("grid", "c", [float("inf")], "grid.c"),
+    ("grid", "c", ["0.1"], "grid.c"),
+    ("grid", "c", [200.0], "grid.c"),
+    ("grid", "c", {}, "grid.c"),
+    ("grid", "w", [-1.0], "grid.w"),
+    ("grid", "w", [2000.0], "grid.w"),
+    ("grid", "eta", [-1.0], "grid.eta"),
+    ("grid", "eta", [1e5], "grid.eta"),
+    ("grid", "seed", [1.5], "grid.seed"),
+    ("grid", "seed", {"count": 200000}, "grid.seed"),
+    ("grid", "seed", {"count": True}, "grid.seed"),
+    ("grid", "seed", [2**31], "grid.seed"),
+    ("grid", "optimizer", [], "grid.optimizer"),
+    ("grid", "optimizer", [1], "grid.optimizer"),
     ("grid", "optimizer", "Adam", "grid.optimizer"),
-    ("train", "target", 3, "train.target"), ("train", "target", "", "train.target"), ("train", "loss", None, "train.loss"),
-    ("train", "gramian", "", "train.gramian"), ("train", "horizon", -1.0, "train.horizon"), ("train", "horizon", "10", "train.horizon"),
-    ("train", "loss_dt", 0.0, "train.loss_dt"), ("train", "batch", 0, "train.batch"), ("train", "batch", 2.0, "train.batch"),
-    ("train", "sample_steps", 0, "train.sample_steps"), ("train", "burn_in", -1, "train.burn_in"), ("train", "dt", 0.0, "train.dt"),
-    ("train", "dt", "0.01", "train.dt"), ("train", "dt", float("nan"), "train.dt"), ("train", "solver", "RK4", "train.solver"),
-    ("train", "steps", -5, "train.steps"), ("train", "steps", 10**9, "train.steps"), ("train", "steps", "100", "train.steps"),
-    ("train", "n_log", 0, "train.n_log"), ("train", "n_log", 12, "train.n_log"), ("train", "n_log", 2.0, "train.n_log"),
-    ("train", "log_spacing", "exp", "train.log_spacing"), ("train", "dtype", "double", "train.dtype"), ("train", "trainable", "W", "train.trainable"),
-    ("train", "trainable", [], "train.trainable"), ("train", "trainable", ["W", "W"], "train.trainable"), ("train", "scaling", "ntk", "train.scaling"),
-    ("train", "rescale_v", 1, "train.rescale_v"), ("train", "common_init", "no", "train.common_init"), ("train", "spectra_at", 0.5, "train.spectra_at"),
-    ("train", "spectra_at", [-1.0], "train.spectra_at"), ("train", "allow_unstable", "true", "train.allow_unstable"), ("train", "epochs", 3, "train.epochs"),
-    ("theory", "overlay", True, "theory.overlay"), ("theory", "rtol", 0.0, "theory.rtol"), ("theory", "rtol", 0.5, "theory.rtol"),
-    ("theory", "atol", -1.0, "theory.atol"), ("theory", "atol", "1e-8", "theory.atol"), ("theory", "depth", 7, "theory.depth"),
-    ("run", "chunk_size", 1.5, "run.chunk_size"), ("run", "chunk_size", "auto", "run.chunk_size"), ("run", "memory_gb", -1, "run.memory_gb"),
-    ("run", "memory_gb", 1e9, "run.memory_gb"), ("run", "devices", -1, "run.devices"), ("run", "flops", -1.0, "run.flops"),
-    ("run", "max_hours", 0.0, "run.max_hours"), ("run", "max_hours", "1h", "run.max_hours"), ("run", "max_store_gb", -1.0, "run.max_store_gb"),
-    ("run", "threads", 4, "run.threads"), ("output", "store", 3, "output.store"), ("output", "store", "{other}.zarr", "output.store"),
-    ("output", "store", "", "output.store"), ("output", "figures", "{0}", "output.figures"), ("output", "plots", "phase", "output.plots"),
-    ("output", "plots", ["heatmap"], "output.plots"), ("output", "formats", "png", "output.formats"), ("output", "phase", [["sigma"]], "output.phase"),
-    ("output", "phase", [["sigma", "seed"]], "output.phase"), ("output", "phase", [["optimizer", "c"]], "output.phase"), ("output", "dpi", 300, "output.dpi"),
+    ("train", "target", 3, "train.target"),
+    ("train", "target", "", "train.target"),
+    ("train", "loss", None, "train.loss"),
+    ("train", "gramian", "", "train.gramian"),
+    ("train", "horizon", -1.0, "train.horizon"),
+    ("train", "horizon", "10", "train.horizon"),
+    ("train", "loss_dt", 0.0, "train.loss_dt"),
+    ("train", "batch", 0, "train.batch"),
+    ("train", "batch", 2.0, "train.batch"),
+    ("train", "sample_steps", 0, "train.sample_steps"),
+    ("train", "burn_in", -1, "train.burn_in"),
+    ("train", "dt", 0.0, "train.dt"),
+    ("train", "dt", "0.01", "train.dt"),
+    ("train", "dt", float("nan"), "train.dt"),
+    ("train", "solver", "RK4", "train.solver"),
+    ("train", "steps", -5, "train.steps"),
+    ("train", "steps", 10**9, "train.steps"),
+    ("train", "steps", "100", "train.steps"),
+    ("train", "n_log", 0, "train.n_log"),
+    ("train", "n_log", 12, "train.n_log"),
+    ("train", "n_log", 2.0, "train.n_log"),
+    ("train", "log_spacing", "exp", "train.log_spacing"),
+    ("train", "dtype", "double", "train.dtype"),
+    ("train", "trainable", "W", "train.trainable"),
+    ("train", "trainable", [], "train.trainable"),
+    ("train", "trainable", ["W", "W"], "train.trainable"),
+    ("train", "scaling", "ntk", "train.scaling"),
+    ("train", "rescale_v", 1, "train.rescale_v"),
+    ("train", "common_init", "no", "train.common_init"),
+    ("train", "spectra_at", 0.5, "train.spectra_at"),
+    ("train", "spectra_at", [-1.0], "train.spectra_at"),
+    ("train", "allow_unstable", "true", "train.allow_unstable"),
+    ("train", "epochs", 3, "train.epochs"),
+    ("theory", "overlay", True, "theory.overlay"),
+    ("theory", "rtol", 0.0, "theory.rtol"),
+    ("theory", "rtol", 0.5, "theory.rtol"),
+    ("theory", "atol", -1.0, "theory.atol"),
+    ("theory", "atol", "1e-8", "theory.atol"),
+    ("theory", "depth", 7, "theory.depth"),
+    ("run", "chunk_size", 1.5, "run.chunk_size"),
+    ("run", "chunk_size", "auto", "run.chunk_size"),
+    ("run", "memory_gb", -1, "run.memory_gb"),
+    ("run", "memory_gb", 1e9, "run.memory_gb"),
+    ("run", "devices", -1, "run.devices"),
+    ("run", "flops", -1.0, "run.flops"),
+    ("run", "max_hours", 0.0, "run.max_hours"),
+    ("run", "max_hours", "1h", "run.max_hours"),
+    ("run", "max_store_gb", -1.0, "run.max_store_gb"),
+    ("run", "threads", 4, "run.threads"),
+    ("output", "store", 3, "output.store"),
+    ("output", "store", "{other}.zarr", "output.store"),
+    ("output", "store", "", "output.store"),
+    ("output", "figures", "{0}", "output.figures"),
+    ("output", "plots", "phase", "output.plots"),
+    ("output", "plots", ["heatmap"], "output.plots"),
+    ("output", "formats", "png", "output.formats"),
+    ("output", "phase", [["sigma"]], "output.phase"),
+    ("output", "phase", [["sigma", "seed"]], "output.phase"),
+    ("output", "phase", [["optimizer", "c"]], "output.phase"),
+    ("output", "dpi", 300, "output.dpi"),
 ]
 TOP = [
-    ("name", "", "name"), ("name", 5, "name"), ("name", "a/b", "name"), ("name", "x" * 0, "name"), ("description", 3, "description"),
-    ("grid", [1], "grid"), ("train", "exact", "train"), ("runs", {}, "runs"), ("theory", 1, "theory"), ("output", [], "output"),
+    ("name", "", "name"),
+    ("name", 5, "name"),
+    ("name", "a/b", "name"),
+    ("name", "x" * 0, "name"),
+    ("description", 3, "description"),
+    ("grid", [1], "grid"),
+    ("train", "exact", "train"),
+    ("runs", {}, "runs"),
+    ("theory", 1, "theory"),
+    ("output", [], "output"),
 ]
 CROSS = [
     ({"train": {"target": "integrator"}, "grid": {"w": [0.0, 1.0]}}, "grid.w"),
@@ -60,7 +126,10 @@ CROSS = [
     ({"train": {"spectra_at": [5.0]}}, "train.spectra_at"),
     ({"train": {"dt": 0.05}, "grid": {"c": [0.05]}}, "train.dt"),
     ({"train": {"loss": "exact"}, "grid": {"c": [0.0]}}, "grid.c"),
-    ({"grid": {"N": [4], "seed": {"count": 100000}}, "train": {"steps": 10}, "run": {"memory_gb": 1e-4}}, None),  # budget: at run time
+    (
+        {"grid": {"N": [4], "seed": {"count": 100000}}, "train": {"steps": 10}, "run": {"memory_gb": 1e-4}},
+        None,
+    ),  # budget: at run time
 ]
 
 
@@ -79,7 +148,9 @@ def _one_line(raw, must):
     assert any(must in l for l in lines), lines
 
 
-@pytest.mark.parametrize("sec,key,value,must", FIELDS, ids=[f"{s}.{k}-{i}" for i, (s, k, _, _) in enumerate(FIELDS)])
+@pytest.mark.parametrize(
+    "sec,key,value,must", FIELDS, ids=[f"{s}.{k}-{i}" for i, (s, k, _, _) in enumerate(FIELDS)]
+)
 def test_bad_field(sec, key, value, must):
     _one_line(_merge(GOOD, {sec: {key: value}}), must)
 
@@ -97,7 +168,9 @@ def test_bad_combination(patch, must, tmp_path):
         return
     from jaxrnn.sweep import run_sweep
 
-    with pytest.raises(ConfigError, match="run.memory_gb"):  # the budget: refused before anything runs or is written
+    with pytest.raises(
+        ConfigError, match="run.memory_gb"
+    ):  # the budget: refused before anything runs or is written
         run_sweep(spec_from_dict(raw), tmp_path / "s.zarr", quiet=True)
     assert not (tmp_path / "s.zarr").exists()
 
@@ -164,7 +237,7 @@ CLI = [
     (["run", "{d}/cli.toml", "--bogus"], "unrecognized"),
     (["explain", "{d}/cli.toml", "grid.sigma=[1.5]"], "grid.sigma"),
     (["theory", "{d}/cli.toml", "--out", "{d}/afile"], "is a file"),
-    (["theory", "{d}/cli.toml", "train.loss=\"sampled\""], "train.loss"),
+    (["theory", "{d}/cli.toml", 'train.loss="sampled"'], "train.loss"),
     (["theory", "{d}/cli.toml", "theory.depth=9"], "theory.depth"),
     (["theory", "{d}/cli.toml", "--chunk-size", "3"], "unrecognized"),
     (["info", "{d}/notes"], "not a jaxrnn store"),
@@ -180,7 +253,9 @@ CLI = [
 ]
 
 
-@pytest.mark.parametrize("argv,must", CLI, ids=[f"{i}-{a[0] if a else 'none'}" for i, (a, _) in enumerate(CLI)])
+@pytest.mark.parametrize(
+    "argv,must", CLI, ids=[f"{i}-{a[0] if a else 'none'}" for i, (a, _) in enumerate(CLI)]
+)
 def test_cli_bad_input_one_line_exit_2(cfg, capsys, argv, must):
     argv = [a.replace("{d}", str(cfg)) for a in argv]
     try:
@@ -188,7 +263,9 @@ def test_cli_bad_input_one_line_exit_2(cfg, capsys, argv, must):
     except SystemExit as e:  # argparse's own usage errors
         rc = e.code
     err = capsys.readouterr().err
-    lines = [l for l in err.splitlines() if l.strip() and not l.startswith("usage:") and not l.startswith("  ")]
+    lines = [
+        l for l in err.splitlines() if l.strip() and not l.startswith("usage:") and not l.startswith("  ")
+    ]
     assert rc == 2, err
     assert len(lines) == 1 and must in lines[0], err
     assert "Traceback" not in err

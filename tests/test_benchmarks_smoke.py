@@ -38,12 +38,46 @@ def test_exact_step_flop_count():
 
 def test_gpu_check_small_and_peer_comparison(tmp_path):
     gc_out, cp_out = tmp_path / "gpu_check.json", tmp_path / "peers.json"
-    gc = subprocess.Popen([sys.executable, os.path.join(BENCH, "gpu_check.py"), "--small", "--sections",
-                           "peak,sweep,grid", "--modes", "exact", "--budget", "0", "--out", str(gc_out)],
-                          env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    cp = subprocess.Popen([sys.executable, os.path.join(BENCH, "compare_peers.py"), "--configs", "b:8:8", "--reps", "1",
-                           "--target", "0.02", "--no-torch", "--core", "-1", "--out", str(cp_out)],
-                          env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    gc = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(BENCH, "gpu_check.py"),
+            "--small",
+            "--sections",
+            "peak,sweep,grid",
+            "--modes",
+            "exact",
+            "--budget",
+            "0",
+            "--out",
+            str(gc_out),
+        ],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    cp = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(BENCH, "compare_peers.py"),
+            "--configs",
+            "b:8:8",
+            "--reps",
+            "1",
+            "--target",
+            "0.02",
+            "--no-torch",
+            "--core",
+            "-1",
+            "--out",
+            str(cp_out),
+        ],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     gc_log, _ = gc.communicate(timeout=300)
     cp_log, _ = cp.communicate(timeout=300)
     assert gc.returncode == 0, gc_log
@@ -51,7 +85,10 @@ def test_gpu_check_small_and_peer_comparison(tmp_path):
 
     r = json.loads(gc_out.read_text())
     assert _finite(r["peak"]["float32_default_gflops"]) and r["peak"]["float32_highest_gflops"] > 0
-    assert r["sweep"]["status"] == "ok" and r["sweep"]["wall_incl_compile_s"] >= r["sweep"]["wall_excl_compile_s"] > 0
+    assert (
+        r["sweep"]["status"] == "ok"
+        and r["sweep"]["wall_incl_compile_s"] >= r["sweep"]["wall_excl_compile_s"] > 0
+    )
     assert _finite(r["sweep"]["achieved_gflops"])
     cell = r["grid"][0]
     assert cell["status"] == "ok" and cell["mode"] == "exact", cell

@@ -41,7 +41,9 @@ CASES = [(0.5, None), (0.3, 0.9), (0.8, None), (0.1, 0.95)]
 
 # compiled once per target kind and dtype, shared by the tests below
 REF = jax.jit(lambda m, t: population_loss_and_grad(m, t, doublings=24))
-FAST = jax.jit(lambda m, t, p: population_loss_and_grad_fast(m, t, max_doublings=24, shift=p, return_doublings=True))
+FAST = jax.jit(
+    lambda m, t, p: population_loss_and_grad_fast(m, t, max_doublings=24, shift=p, return_doublings=True)
+)
 LOSS_FAST = jax.jit(lambda m, t: population_loss_fast(m, t, max_doublings=24))
 
 
@@ -67,7 +69,9 @@ def test_fast_exact_gradient_matches_finite_differences():
     rng = np.random.default_rng(0)
     for field in ("W", "u", "v"):
         d = jnp.asarray(rng.normal(size=getattr(net, field).shape))
-        moved = lambda e, d=d, field=field: jaxrnn.LinearRNN(**{k: getattr(net, k) + (e * d if k == field else 0) for k in ("W", "u", "v")})
+        moved = lambda e, d=d, field=field: jaxrnn.LinearRNN(
+            **{k: getattr(net, k) + (e * d if k == field else 0) for k in ("W", "u", "v")}
+        )
         h = 1e-5
         fd = (LOSS_FAST(moved(h), target) - LOSS_FAST(moved(-h), target)) / (2 * h)
         an = jnp.vdot(getattr(grad, field), d)
@@ -100,7 +104,9 @@ def test_fast_exact_flags_non_hurwitz():
     """As the reference's tail (tests/test_lyapunov.py): runs to the cap, and the tail does not vanish."""
     net = _net(N=12, sigma=0.3, seed=3, outlier=1.05)  # rightmost eigenvalue of W - I at +0.05
     A = net.W - jnp.eye(12)
-    _, _, tail, K = jax.jit(lambda A: gramians_adaptive(A, net.u, net.v, max_doublings=12, observability=False))(A)
+    _, _, tail, K = jax.jit(
+        lambda A: gramians_adaptive(A, net.u, net.v, max_doublings=12, observability=False)
+    )(A)
     assert int(K) == 12 and not float(tail) < 1e-3
 
 
@@ -120,25 +126,35 @@ def test_fast_exact_vmaps_and_float32():
     float32 within float32 resolution of the O(1/c) terms."""
     pop = jaxrnn.init_population(12, 0.4, 0, 3)
     cs = np.linspace(0.1, 0.5, 3)
-    fast = jax.jit(jax.vmap(lambda m, t: population_loss_and_grad_fast(m, t)[:2]))(pop, jaxrnn.leaky_integrator(cs))
+    fast = jax.jit(jax.vmap(lambda m, t: population_loss_and_grad_fast(m, t)[:2]))(
+        pop, jaxrnn.leaky_integrator(cs)
+    )
     for i, c in enumerate(cs):
         ref = REF(jax.tree.map(lambda x, i=i: x[i], pop), jaxrnn.leaky_integrator(c))[:2]
         assert tree_max_rel_err(jax.tree.map(lambda x, i=i: x[i], fast), ref) <= 1e-10
     net32 = jax.tree.map(lambda x: x[0].astype(jnp.float32), pop)
     f32 = FAST(net32, jaxrnn.leaky_integrator(0.1, dtype=jnp.float32), None)
     assert f32[0].dtype == jnp.float32
-    assert tree_max_rel_err(f32[:2], REF(jax.tree.map(lambda x: x[0], pop), jaxrnn.leaky_integrator(0.1))[:2]) <= 2e-4
+    assert (
+        tree_max_rel_err(f32[:2], REF(jax.tree.map(lambda x: x[0], pop), jaxrnn.leaky_integrator(0.1))[:2])
+        <= 2e-4
+    )
 
 
 def test_impulse_response_euler_equals_matrix_powers():
     net = _net(N=8, seed=5)
     F = np.eye(8) + 0.1 * (np.asarray(net.W) - np.eye(8))
     for n in (1, 2, 37, 256):
-        ref = [net.readout_scale * np.asarray(net.v) @ np.linalg.matrix_power(F, m) @ np.asarray(net.u) for m in range(n)]
+        ref = [
+            net.readout_scale * np.asarray(net.v) @ np.linalg.matrix_power(F, m) @ np.asarray(net.u)
+            for m in range(n)
+        ]
         np.testing.assert_allclose(impulse_response_euler(net, 0.1, n), ref, rtol=1e-12, atol=1e-14)
 
 
-SAMPLED_FFT = jax.jit(jax.value_and_grad(sampled_loss_fft), static_argnames=("dt", "batch", "steps", "burn_in"))
+SAMPLED_FFT = jax.jit(
+    jax.value_and_grad(sampled_loss_fft), static_argnames=("dt", "batch", "steps", "burn_in")
+)
 SAMPLED_KW = dict(dt=0.1, batch=5, steps=61)
 
 
@@ -153,7 +169,9 @@ def test_fft_sampled_loss_and_gradient_equal_bptt(name, burn_in):
     assert abs(float(v - ref_v)) <= 1e-10 * abs(float(ref_v))
     assert tree_max_rel_err(g, ref_g) <= 1e-10
     np.testing.assert_allclose(
-        sampled_loss_fft(net, target, key, per_path=True, **kw), sampled_loss(net, target, key, per_path=True, **kw), rtol=1e-10
+        sampled_loss_fft(net, target, key, per_path=True, **kw),
+        sampled_loss(net, target, key, per_path=True, **kw),
+        rtol=1e-10,
     )
 
 
@@ -176,7 +194,10 @@ def test_fft_sampled_gradient_matches_finite_differences():
     rng = np.random.default_rng(1)
     d = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape)), net)
     h = 1e-5
-    fd = (f(jax.tree.map(lambda x, y: x + h * y, net, d))[0] - f(jax.tree.map(lambda x, y: x - h * y, net, d))[0]) / (2 * h)
+    fd = (
+        f(jax.tree.map(lambda x, y: x + h * y, net, d))[0]
+        - f(jax.tree.map(lambda x, y: x - h * y, net, d))[0]
+    ) / (2 * h)
     an = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(d)))
     assert abs(float(fd - an)) <= 1e-6 * abs(float(an))
 

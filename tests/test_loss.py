@@ -64,7 +64,8 @@ def test_adjoint_gradient_matches_finite_differences(name):
     for field in ("W", "u", "v"):  # each parameter block separately
         d = jnp.asarray(rng.normal(size=getattr(net, field).shape))
         shift = lambda e, d=d, field=field: jax.tree.map(lambda x: x, net).__class__(
-            **{k: getattr(net, k) + (e * d if k == field else 0) for k in ("W", "u", "v")}, scaling=net.scaling
+            **{k: getattr(net, k) + (e * d if k == field else 0) for k in ("W", "u", "v")},
+            scaling=net.scaling,
         )
         h = 1e-5
         fd = (f(shift(h)) - f(shift(-h))) / (2 * h)
@@ -122,14 +123,18 @@ def test_discrete_loss_matches_direct_sum_and_converges_at_order_dt(name):
 @pytest.mark.parametrize("sigma", [0.3, 0.8])
 def test_exact_loss_matches_monte_carlo(name, sigma):
     """Sampled loss (B paths) against its exact expectation L_dt, within 3 standard errors, 5 networks."""
-    target = {"integrator": jaxrnn.leaky_integrator(0.3), "oscillator": jaxrnn.damped_oscillator(0.3, 1.0)}[name]
+    target = {"integrator": jaxrnn.leaky_integrator(0.3), "oscillator": jaxrnn.damped_oscillator(0.3, 1.0)}[
+        name
+    ]
     dt, batch = 0.05, 256
     nets = [jaxrnn.init_network(16, sigma, jax.random.key(100 + seed)) for seed in range(5)]
     kappa = min(-np.max(np.linalg.eigvals(np.asarray(n.W) - np.eye(16)).real) for n in nets)
     assert kappa > 0.02, "test networks must be stable"
     burn_in = int(np.ceil(15 / (min(kappa, 0.3) * dt)))  # transient below e^-30
     sample = jax.jit(
-        lambda n, k: jaxrnn.sampled_loss(n, target, k, dt=dt, batch=batch, steps=3000, burn_in=burn_in, per_path=True)
+        lambda n, k: jaxrnn.sampled_loss(
+            n, target, k, dt=dt, batch=batch, steps=3000, burn_in=burn_in, per_path=True
+        )
     )
     z_scores = []
     for seed, net in enumerate(nets):
@@ -146,7 +151,11 @@ def test_exact_loss_matches_monte_carlo(name, sigma):
 def test_sampled_loss_gradient_is_unbiased_direction():
     """The BPTT gradient of the sampled loss, averaged over many paths, approximates the exact L_dt gradient."""
     net, target = _net(N=6, sigma=0.3, seed=8), TARGETS["integrator"]
-    g_mc = jax.grad(lambda m: jaxrnn.sampled_loss(m, target, jax.random.key(0), dt=0.1, batch=2048, steps=300, burn_in=200))(net)
+    g_mc = jax.grad(
+        lambda m: jaxrnn.sampled_loss(
+            m, target, jax.random.key(0), dt=0.1, batch=2048, steps=300, burn_in=200
+        )
+    )(net)
     g_ex = jax.grad(lambda m: jaxrnn.discrete_loss(m, target, 0.1))(net)
     a = np.concatenate([np.ravel(x) for x in jax.tree.leaves(g_mc)])
     b = np.concatenate([np.ravel(x) for x in jax.tree.leaves(g_ex)])
@@ -158,7 +167,10 @@ def test_population_loss_vmaps_over_networks_and_targets():
     targets = jaxrnn.leaky_integrator(jnp.linspace(0.1, 0.5, 5))
     batched = jax.vmap(jaxrnn.population_loss)(pop, targets)
     loss = jax.jit(jaxrnn.population_loss)
-    single = [float(loss(jax.tree.map(lambda x, i=i: x[i], pop), jaxrnn.leaky_integrator(c))) for i, c in enumerate(np.linspace(0.1, 0.5, 5))]
+    single = [
+        float(loss(jax.tree.map(lambda x, i=i: x[i], pop), jaxrnn.leaky_integrator(c)))
+        for i, c in enumerate(np.linspace(0.1, 0.5, 5))
+    ]
     np.testing.assert_allclose(batched, single, rtol=1e-12)
 
 

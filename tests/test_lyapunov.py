@@ -33,7 +33,9 @@ def test_lyapunov_float32_matches_scipy(kappa):
         A = _matrix_with_decay(24, kappa, seed)
         Q = np.outer(*(2 * [np.random.default_rng(seed + 10).normal(size=24)]))
         ref = sl.solve_continuous_lyapunov(A, -Q)
-        X, _ = solve_lyapunov(jnp.asarray(A, jnp.float32), jnp.asarray(Q, jnp.float32), doublings=doublings_for(kappa))
+        X, _ = solve_lyapunov(
+            jnp.asarray(A, jnp.float32), jnp.asarray(Q, jnp.float32), doublings=doublings_for(kappa)
+        )
         assert X.dtype == jnp.float32
         assert np.max(np.abs(np.asarray(X, float) - ref)) / np.max(np.abs(ref)) <= 1e-4
 
@@ -82,7 +84,9 @@ def test_low_rank_adi_gramians_match_scipy(kappa):
         u, v = rng.normal(size=48), rng.normal(size=48)
         P = sl.solve_continuous_lyapunov(A, -np.outer(u, u))
         O = sl.solve_continuous_lyapunov(A.T, -np.outer(v, v))
-        Zp, Zo, _, tail = low_rank_gramians(jnp.asarray(A), jnp.asarray(u), jnp.asarray(v), jnp.asarray([1.0, kappa]), max_steps=400)
+        Zp, Zo, _, tail = low_rank_gramians(
+            jnp.asarray(A), jnp.asarray(u), jnp.asarray(v), jnp.asarray([1.0, kappa]), max_steps=400
+        )
         Zp, Zo = np.asarray(Zp), np.asarray(Zo)
         assert float(tail) <= 1.5e-9
         assert np.max(np.abs(Zp @ Zp.T - P)) <= 1e-10 * np.max(np.abs(P))

@@ -37,7 +37,9 @@ def test_eigenvalue_learning_time_interpolates_linearly():
 
 def test_operator_norm_matches_svd():
     X = jax.random.normal(jax.random.key(0), (3, 20, 20))
-    np.testing.assert_allclose(operator_norm(X, iterations=300), np.linalg.norm(np.asarray(X), 2, axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(
+        operator_norm(X, iterations=300), np.linalg.norm(np.asarray(X), 2, axis=(1, 2)), rtol=1e-6
+    )
 
 
 def test_outlier_picks_rightmost_and_upper_member_of_pair():

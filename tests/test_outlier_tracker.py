@@ -5,7 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn
-from jaxrnn.observables import eigenvalue_learning_time, init_outlier_tracker, outlier_eigenvalue, track_outlier
+from jaxrnn.observables import (
+    eigenvalue_learning_time,
+    init_outlier_tracker,
+    outlier_eigenvalue,
+    track_outlier,
+)
 
 track = jax.jit(track_outlier, static_argnames=("kind", "iterations"))
 
@@ -41,7 +46,9 @@ def test_oscillator_pair_matches_eig():
             W0, W, u, v = _planted(48, sigma, seed, lam)
             ref = outlier_eigenvalue(np.linalg.eigvals(np.asarray(W))[None], "oscillator")[0]
             assert abs(ref - lam) < 1e-10
-            theta, _, separated, residual = track(W, init_outlier_tracker(W0, u, v), "oscillator", iterations=60)
+            theta, _, separated, residual = track(
+                W, init_outlier_tracker(W0, u, v), "oscillator", iterations=60
+            )
             assert abs(complex(theta) - ref) <= 1e-10 and complex(theta).imag > 0
             assert bool(separated) and float(residual) < 1e-8
 
@@ -87,7 +94,9 @@ def test_eigenvalue_learning_time_ignores_unseparated_points():
     outlier = np.array([[0.6, 0.601, 0.6]])
     assert eigenvalue_learning_time(t, outlier, 0.6)[0] == 0.0
     assert np.isnan(eigenvalue_learning_time(t, outlier, 0.6, valid=np.zeros((1, 3), bool))[0])
-    np.testing.assert_allclose(eigenvalue_learning_time(t, outlier, 0.6, valid=np.array([[False, True, True]]))[0], 1.0)
+    np.testing.assert_allclose(
+        eigenvalue_learning_time(t, outlier, 0.6, valid=np.array([[False, True, True]]))[0], 1.0
+    )
 
 
 def test_rightmost_not_largest_modulus():

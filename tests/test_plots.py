@@ -16,9 +16,22 @@ def test_plot_kinds_png_pdf(tmp_path, capsys):
     )
     store = tmp_path / "p.zarr"
     run_sweep(spec, store, n_devices=1, quiet=True)
-    files = plot_store(store, tmp_path / "figs", kinds=("phase", "curves", "outlier", "spectra", "loss"), formats=("png", "pdf"))
+    files = plot_store(
+        store,
+        tmp_path / "figs",
+        kinds=("phase", "curves", "outlier", "spectra", "loss"),
+        formats=("png", "pdf"),
+    )
     names = {f.name for f in files}
-    for stem in ("phase_N_sigma", "phase_N_c", "phase_sigma_c", "t_learn_curves", "outlier", "spectra", "loss"):
+    for stem in (
+        "phase_N_sigma",
+        "phase_N_c",
+        "phase_sigma_c",
+        "t_learn_curves",
+        "outlier",
+        "spectra",
+        "loss",
+    ):
         assert f"{stem}.png" in names and f"{stem}.pdf" in names, names
     assert all(f.stat().st_size > 1000 for f in files)
     assert main(["plot", str(store), "--out", str(tmp_path / "f2"), "--phase", "sigma,c"]) == 0

@@ -26,8 +26,15 @@ def test_train_result_to_xarray_equals_the_store_cell(tmp_path):
     cell = np.array([1])  # sigma = 0.3
     net = _networks(spec, cell)
     model, _ = build_population(spec, 4, net)
-    res = train(model, _targets(spec, net["c"], net["w"]), eta=net["eta"], method=make_method(spec, "flow"),
-                loss=make_loss(spec), steps=spec.train.steps, log_steps=spec.log_steps())
+    res = train(
+        model,
+        _targets(spec, net["c"], net["w"]),
+        eta=net["eta"],
+        method=make_method(spec, "flow"),
+        loss=make_loss(spec),
+        steps=spec.train.steps,
+        log_steps=spec.log_steps(),
+    )
     ds = train_result_to_xarray(res, sigma=net["sigma"])
     sc = store.isel(N=0, sigma=1, c=0, w=0, eta=0, optimizer=0).rename(seed="network")
     shared = [v for v in ds.data_vars if v in sc]

@@ -9,7 +9,9 @@ import scipy.integrate as si
 from jax.flatten_util import ravel_pytree
 
 import jaxrnn
-from jaxrnn.train import train  # the function: once a test imports the submodule, the lazy `jaxrnn.train` is the module
+from jaxrnn.train import (
+    train,
+)  # the function: once a test imports the submodule, the lazy `jaxrnn.train` is the module
 from jaxrnn.methods import RK4_LIMIT
 from jaxrnn.status import STATUS_OK, STATUS_UNSTABLE_STEP
 from jaxrnn.train import AbstractLoss, ExactLoss
@@ -23,15 +25,25 @@ def _radau_reference(net, target, eta, t_eval):
     """Gradient flow d theta/dt = -eta R grad L of one network by scipy's Radau IIA (order 5, exact
     Jacobian from jax.jacfwd) at rtol 1e-10: an implicit reference independent of jaxrnn's methods."""
     theta0, unravel = ravel_pytree(net)
-    rates = ravel_pytree(jaxrnn.LinearRNN(jnp.ones_like(net.W), net.N * jnp.ones_like(net.u), net.N * jnp.ones_like(net.v)))[0]
+    rates = ravel_pytree(
+        jaxrnn.LinearRNN(jnp.ones_like(net.W), net.N * jnp.ones_like(net.u), net.N * jnp.ones_like(net.v))
+    )[0]
 
     def loss(th):
         return jaxrnn.population_loss(unravel(th), target, doublings=24)
 
     f = jax.jit(lambda th: -eta * rates * jax.grad(loss)(th))
     jac = jax.jit(jax.jacfwd(f))
-    sol = si.solve_ivp(lambda t, y: np.asarray(f(jnp.asarray(y))), (0, t_eval[-1]), np.asarray(theta0), method="Radau",
-                       t_eval=t_eval, rtol=1e-10, atol=1e-12, jac=lambda t, y: np.asarray(jac(jnp.asarray(y))))
+    sol = si.solve_ivp(
+        lambda t, y: np.asarray(f(jnp.asarray(y))),
+        (0, t_eval[-1]),
+        np.asarray(theta0),
+        method="Radau",
+        t_eval=t_eval,
+        rtol=1e-10,
+        atol=1e-12,
+        jac=lambda t, y: np.asarray(jac(jnp.asarray(y))),
+    )
     assert sol.success
     return np.array([float(loss(jnp.asarray(y))) for y in sol.y.T]), sol.y[:, -1]
 
@@ -53,10 +65,12 @@ def test_stiff_flow_follows_an_implicit_reference_with_far_fewer_steps_than_rk4_
     rk4_steps = T * top[0] / RK4_LIMIT  # RK4's fewest stable steps for the stiffer network
     assert res.stats["accepted"][0] < rk4_steps / 5
     for i in range(M):
-        ref_loss, ref_theta = _radau_reference(jax.tree.map(lambda x: x[i], pop), jaxrnn.leaky_integrator(c[i]), eta[i], res.t)
+        ref_loss, ref_theta = _radau_reference(
+            jax.tree.map(lambda x, i=i: x[i], pop), jaxrnn.leaky_integrator(c[i]), eta[i], res.t
+        )
         assert ref_loss[-1] < 1e-2 * ref_loss[0]  # it learned: the curve spans the whole transition
         np.testing.assert_allclose(res.loss[i], ref_loss, rtol=1e-3, atol=0)
-        theta = ravel_pytree(jax.tree.map(lambda x: x[i], res.final))[0]
+        theta = ravel_pytree(jax.tree.map(lambda x, i=i: x[i], res.final))[0]
         assert np.linalg.norm(theta - ref_theta) <= 1e-3 * np.linalg.norm(ref_theta)
 
 
@@ -81,8 +95,14 @@ def test_rk4_past_its_stability_edge_is_flagged_not_returned():
     wrong L/L0 (~0.6 instead of 1e-3) without blowing up. It is flagged STATUS_UNSTABLE_STEP and its
     learning times are withheld (NaN)."""
     pop = jaxrnn.init_population(64, 0.1, 0, 1)
-    res = train(pop, jaxrnn.leaky_integrator(0.03), method=jaxrnn.GradientFlow(1e-3), steps=1200, n_log=13,
-                       compute_spectra=False)
+    res = train(
+        pop,
+        jaxrnn.leaky_integrator(0.03),
+        method=jaxrnn.GradientFlow(1e-3),
+        steps=1200,
+        n_log=13,
+        compute_spectra=False,
+    )
     assert res.status[0] == STATUS_UNSTABLE_STEP
     assert np.isnan(res.t_learn[0]) and np.isnan(res.steps_to_learn[0])
     assert res.loss_rise[0] > 1e-3  # the loss rose: not a gradient flow
@@ -113,12 +133,20 @@ def test_flow_curvature_equals_the_dense_hessian_spectrum():
     target = jaxrnn.leaky_integrator(0.2)
     eta = 1.7
     theta, unravel = ravel_pytree(net)
-    grad = jax.jit(lambda th: ravel_pytree(jaxrnn.population_loss_and_grad(unravel(th), target, doublings=16)[1])[0])
+    grad = jax.jit(
+        lambda th: ravel_pytree(jaxrnn.population_loss_and_grad(unravel(th), target, doublings=16)[1])[0]
+    )
     h, n = 1e-5, theta.shape[0]
     H = np.stack([(grad(theta + h * e) - grad(theta - h * e)) / (2 * h) for e in np.eye(n)], axis=1)
-    r = np.sqrt(ravel_pytree(jaxrnn.LinearRNN(jnp.ones_like(net.W), 4 * jnp.ones_like(net.u), 4 * jnp.ones_like(net.v)))[0])
+    r = np.sqrt(
+        ravel_pytree(
+            jaxrnn.LinearRNN(jnp.ones_like(net.W), 4 * jnp.ones_like(net.u), 4 * jnp.ones_like(net.v))
+        )[0]
+    )
     dense = np.linalg.eigvalsh(eta * r[:, None] * (H + H.T) / 2 * r[None, :])
-    field = NetworkField(ExactLoss(doublings=16), target, jnp.asarray(eta), jax.random.key(0), ("W", "u", "v"))
+    field = NetworkField(
+        ExactLoss(doublings=16), target, jnp.asarray(eta), jax.random.key(0), ("W", "u", "v")
+    )
     v0 = jax.random.normal(jax.random.key(1), theta.shape)
     top, vec = flow_curvature(field, net, v0, n)
     assert abs(float(top) / dense[-1] - 1) <= 1e-6

@@ -63,7 +63,9 @@ def test_file_and_file_parent_are_refused(tmp_path):
 def test_unwritable_location_is_refused_before_compute(tmp_path, monkeypatch):
     import os
 
-    monkeypatch.setattr(os, "access", lambda p, mode: False)  # root ignores permissions; simulate a read-only folder
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False
+    )  # root ignores permissions; simulate a read-only folder
     with pytest.raises(StoreError, match="no write permission"):
         run_sweep(SPEC, tmp_path / "ro" / "s.zarr", n_devices=1, quiet=True)
     assert not (tmp_path / "ro").exists()
@@ -147,7 +149,9 @@ def test_cf_attributes_and_netcdf_round_trip(tmp_path, finished):
     nc = xr.open_dataset(tmp_path / "s.nc").load()
     sq = open_dataset(finished, squeeze=True).load()
     assert "N" not in nc.dims and float(nc["N"]) == 4  # size-1 axes squeezed to scalar coordinates
-    np.testing.assert_array_equal(nc["outlier_real"].values + 1j * nc["outlier_imag"].values, sq["outlier"].values)
+    np.testing.assert_array_equal(
+        nc["outlier_real"].values + 1j * nc["outlier_imag"].values, sq["outlier"].values
+    )
     for k in ("loss", "t_learn", "dW_op", "status"):
         np.testing.assert_array_equal(nc[k].values, sq[k].values, err_msg=k)
     assert main(["export", str(finished), str(tmp_path / "s.nc")]) == 2  # no silent overwrite

@@ -23,48 +23,48 @@ n_log = 5
 
 # (section edits as TOML text appended / replaced, field named in the message)
 BAD = [
-    ("grid.sigma", 'sigma = [-0.1]'),
-    ("grid.sigma", 'sigma = [1.5]'),
+    ("grid.sigma", "sigma = [-0.1]"),
+    ("grid.sigma", "sigma = [1.5]"),
     ("grid.sigma", 'sigma = ["a"]'),
-    ("grid.N", 'N = [1]'),
-    ("grid.N", 'N = [4.5]'),
-    ("grid.N", 'N = [100000]'),
-    ("grid.c", 'c = [0.0]'),
-    ("grid.c", 'c = [-1.0]'),
-    ("grid.eta", 'eta = [0.0]'),
-    ("grid.w", 'w = [0.5]'),
-    ("grid.seed", 'seed = [-1]'),
-    ("grid.seed", 'seed = {count = 0}'),
-    ("grid.sigma", 'sigma = {linspace = [0, 1]}'),
-    ("grid.sigma", 'sigma = {arange = [0, 1, 2]}'),
-    ("grid.sigma", 'sigma = []'),
-    ("grid.sigma", 'sigma = [0.1, 0.1]'),
+    ("grid.N", "N = [1]"),
+    ("grid.N", "N = [4.5]"),
+    ("grid.N", "N = [100000]"),
+    ("grid.c", "c = [0.0]"),
+    ("grid.c", "c = [-1.0]"),
+    ("grid.eta", "eta = [0.0]"),
+    ("grid.w", "w = [0.5]"),
+    ("grid.seed", "seed = [-1]"),
+    ("grid.seed", "seed = {count = 0}"),
+    ("grid.sigma", "sigma = {linspace = [0, 1]}"),
+    ("grid.sigma", "sigma = {arange = [0, 1, 2]}"),
+    ("grid.sigma", "sigma = []"),
+    ("grid.sigma", "sigma = [0.1, 0.1]"),
     ("grid.optimizer", 'optimizer = ["lbfgs"]'),
     ("grid.optimizer", 'optimizer = ["flow", "adam"]'),
-    ("grid.bogus", 'bogus = [1]'),
+    ("grid.bogus", "bogus = [1]"),
     ("train.loss", '[train]\nloss = "mse"'),
     ("train.dtype", '[train]\ndtype = "float16"'),
-    ("train.steps", '[train]\nsteps = 0'),
-    ("train.steps", '[train]\nsteps = 2.5'),
-    ("train.dt", '[train]\ndt = -1.0'),
+    ("train.steps", "[train]\nsteps = 0"),
+    ("train.steps", "[train]\nsteps = 2.5"),
+    ("train.dt", "[train]\ndt = -1.0"),
     ("train.dt", "[train]\ndt = 2.0"),
     ("train.solver", '[train]\nsolver = "rk45"'),
     ("train.horizon", '[train]\nloss = "finite_horizon"'),
-    ("train.n_log", '[train]\nn_log = 1'),
+    ("train.n_log", "[train]\nn_log = 1"),
     ("train.trainable", '[train]\ntrainable = ["W", "x"]'),
     ("train.target", '[train]\ntarget = "chaos"'),
-    ("train.spectra_at", '[train]\nspectra_at = [1000.0]'),
+    ("train.spectra_at", "[train]\nspectra_at = [1000.0]"),
     ("train.loss_dt", '[train]\nloss = "discrete"\nloss_dt = 2.0'),
     ("train.rescale_v", '[train]\nrescale_v = "yes"'),
     ("train.gramian", '[train]\ngramian = "adi"'),
     ("train.gramian", '[train]\ngramian = "low_rank"\nloss = "discrete"'),
-    ("run.chunk_size", '[run]\nchunk_size = -3'),
-    ("run.memory_gb", '[run]\nmemory_gb = 0'),
+    ("run.chunk_size", "[run]\nchunk_size = -3"),
+    ("run.memory_gb", "[run]\nmemory_gb = 0"),
     ("output.formats", '[output]\nformats = ["gif"]'),
     ("output.phase", '[output]\nphase = [["sigma", "sigma"]]'),
     ("theory.overlay", '[theory]\noverlay = "magic"'),
     ("name", 'name = "a b/c"'),
-    ("unknown", '[unknown]\nx = 1'),
+    ("unknown", "[unknown]\nx = 1"),
 ]
 
 
@@ -96,7 +96,15 @@ def _write(tmp_path, extra):
     else:
         key = extra.split("=")[0].strip()
         i = lines.index("[grid]")
-        lines = [l for l in lines if not (l.split("=")[0].strip() == key and lines.index(l) > i and lines.index(l) < lines.index("[train]"))]
+        lines = [
+            l
+            for l in lines
+            if not (
+                l.split("=")[0].strip() == key
+                and lines.index(l) > i
+                and lines.index(l) < lines.index("[train]")
+            )
+        ]
         lines.insert(lines.index("[grid]") + 1, extra)
         text = "\n".join(lines)
     p = tmp_path / "cfg.toml"
@@ -163,18 +171,25 @@ def test_explain_prints_summary(tmp_path, capsys):
 
 
 def test_cli_bad_config_subprocess_no_traceback(tmp_path):
-    cfg = _write(tmp_path, 'sigma = [-0.1]')
-    p = subprocess.run([sys.executable, "-m", "jaxrnn.cli", "run", str(cfg)], capture_output=True, text=True, timeout=120)
+    cfg = _write(tmp_path, "sigma = [-0.1]")
+    p = subprocess.run(
+        [sys.executable, "-m", "jaxrnn.cli", "run", str(cfg)], capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 2
     assert "Traceback" not in p.stderr
     assert [l for l in p.stderr.splitlines() if l.strip()] == [
-        'config error: grid.sigma = -0.1: must be numbers in [0.0, 1.0)'
+        "config error: grid.sigma = -0.1: must be numbers in [0.0, 1.0)"
     ]
 
 
 def test_gramian_reaches_the_loss():
     from jaxrnn.sweep._runner import make_loss
 
-    spec = spec_from_dict({"grid": {"N": [4], "sigma": [0.1], "c": [0.5]}, "train": {"gramian": "low_rank", "steps": 10, "n_log": 5}})
+    spec = spec_from_dict(
+        {
+            "grid": {"N": [4], "sigma": [0.1], "c": [0.5]},
+            "train": {"gramian": "low_rank", "steps": 10, "n_log": 5},
+        }
+    )
     assert make_loss(spec).gramian == "low_rank"
     assert make_loss(spec_from_dict({"grid": {"N": [4], "sigma": [0.1], "c": [0.5]}})).gramian == "dense"

@@ -35,7 +35,22 @@ def _port():
 
 
 def _cmd(cfg, out, *extra):
-    return [sys.executable, "-m", "jaxrnn.cli", "run", str(cfg), "--out", str(out), "--chunk-size", "2", "--devices", "1", "--no-plot", "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "jaxrnn.cli",
+        "run",
+        str(cfg),
+        "--out",
+        str(out),
+        "--chunk-size",
+        "2",
+        "--devices",
+        "1",
+        "--no-plot",
+        "--quiet",
+        *extra,
+    ]
 
 
 def _data(path):
@@ -50,7 +65,12 @@ def test_two_process_run_equals_one_process(tmp_path):  # ~50 s on 2 shared core
 def _run(tmp_path):
     cfg = tmp_path / "dist.toml"
     cfg.write_text(CFG)
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    env = {
+        **os.environ,
+        "OPENBLAS_NUM_THREADS": "1",
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+    }
     one = subprocess.run(_cmd(cfg, tmp_path / "one"), env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr
     # an existing finished store at the two-process path, replaced with --fresh: process 1 must wait for
@@ -58,8 +78,23 @@ def _run(tmp_path):
     shutil.copytree(tmp_path / "one" / "dist.zarr", tmp_path / "two" / "dist.zarr")
     coord = f"127.0.0.1:{_port()}"
     procs = [
-        subprocess.Popen(_cmd(cfg, tmp_path / "two", "--coordinator", coord, "--num-processes", "2", "--process-id", str(i), "--fresh"),
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            _cmd(
+                cfg,
+                tmp_path / "two",
+                "--coordinator",
+                coord,
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+                "--fresh",
+            ),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for i in range(2)
     ]
     outs = [p.communicate(timeout=300)[0] for p in procs]

@@ -45,17 +45,26 @@ def valid_raw(draw):
         "c": draw(_distinct(st.floats(0.01, 2.0))),
         "eta": draw(_distinct(st.floats(0.01, 10.0))),
         "seed": draw(_distinct(st.integers(0, 2**31 - 1))),
-        "optimizer": ["flow"] if flow else draw(_distinct(st.sampled_from([o for o in OPTIMIZERS if o != "flow"]))),
+        "optimizer": ["flow"]
+        if flow
+        else draw(_distinct(st.sampled_from([o for o in OPTIMIZERS if o != "flow"]))),
     }
     if target == "oscillator":
         grid["w"] = draw(_distinct(st.floats(0.0, 10.0)))
-    overlay = "none" if train.get("scaling", "mean_field") != "mean_field" else draw(st.sampled_from(["none", "auto"]))
+    overlay = (
+        "none"
+        if train.get("scaling", "mean_field") != "mean_field"
+        else draw(st.sampled_from(["none", "auto"]))
+    )
     return {
         "name": draw(st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True)),
         "grid": grid,
         "train": train,
         "theory": {"overlay": overlay},
-        "output": {"plots": draw(st.lists(st.sampled_from(PLOT_KINDS), unique=True)), "formats": draw(_distinct(st.sampled_from(PLOT_FORMATS), 1, 2))},
+        "output": {
+            "plots": draw(st.lists(st.sampled_from(PLOT_KINDS), unique=True)),
+            "formats": draw(_distinct(st.sampled_from(PLOT_FORMATS), 1, 2)),
+        },
     }
 
 
@@ -66,28 +75,46 @@ def test_valid_configs_round_trip(raw):
     again = spec_from_dict(spec.to_raw())
     assert again == spec and again.config_hash == spec.config_hash
     assert spec_from_json(spec.to_json()) == spec  # as a store keeps it
-    assert spec.grid.n_networks == np.prod([len(spec.grid.axis(a)) for a in ("N", "sigma", "c", "w", "eta", "optimizer")]) * len(spec.grid.seed)
+    assert spec.grid.n_networks == np.prod(
+        [len(spec.grid.axis(a)) for a in ("N", "sigma", "c", "w", "eta", "optimizer")]
+    ) * len(spec.grid.seed)
 
 
 # (field, strategy of values that are out of range or of the wrong type for it)
 bad_value = st.one_of(st.none(), st.text(max_size=3), st.booleans(), st.just([]), st.just({"x": 1}))
 BAD_FIELDS = {
-    ("grid", "N"): st.one_of(bad_value, st.integers(max_value=1), st.integers(min_value=8193), st.floats(2.5, 3.5)),
-    ("grid", "sigma"): st.one_of(bad_value, st.floats(max_value=-1e-9), st.floats(min_value=1.0), st.just(float("nan"))),
-    ("grid", "c"): st.one_of(bad_value, st.floats(max_value=0.0), st.floats(min_value=100.01, allow_infinity=False)),
+    ("grid", "N"): st.one_of(
+        bad_value, st.integers(max_value=1), st.integers(min_value=8193), st.floats(2.5, 3.5)
+    ),
+    ("grid", "sigma"): st.one_of(
+        bad_value, st.floats(max_value=-1e-9), st.floats(min_value=1.0), st.just(float("nan"))
+    ),
+    ("grid", "c"): st.one_of(
+        bad_value, st.floats(max_value=0.0), st.floats(min_value=100.01, allow_infinity=False)
+    ),
     ("grid", "eta"): st.one_of(bad_value, st.floats(max_value=0.0), st.just(float("inf"))),
     ("grid", "seed"): st.one_of(bad_value, st.integers(max_value=-1), st.integers(min_value=2**31)),
-    ("grid", "optimizer"): st.one_of(st.text(min_size=1, max_size=5).filter(lambda s: s not in OPTIMIZERS), st.just(["flow", "flow"])),
+    ("grid", "optimizer"): st.one_of(
+        st.text(min_size=1, max_size=5).filter(lambda s: s not in OPTIMIZERS), st.just(["flow", "flow"])
+    ),
     ("train", "steps"): st.one_of(bad_value, st.integers(max_value=0), st.floats(1.5, 2.5)),
-    ("train", "dt"): st.one_of(bad_value, st.floats(max_value=0.0), st.floats(min_value=10.01, allow_infinity=False)),
-    ("train", "loss"): st.text(max_size=6).filter(lambda s: s not in ("exact", "finite_horizon", "discrete", "sampled")),
+    ("train", "dt"): st.one_of(
+        bad_value, st.floats(max_value=0.0), st.floats(min_value=10.01, allow_infinity=False)
+    ),
+    ("train", "loss"): st.text(max_size=6).filter(
+        lambda s: s not in ("exact", "finite_horizon", "discrete", "sampled")
+    ),
     ("train", "dtype"): st.sampled_from(["float16", "int32", "", "f64"]),
     ("train", "n_log"): st.one_of(bad_value, st.integers(max_value=1)),
     ("train", "solver"): st.text(max_size=5).filter(lambda s: s not in ("rk4", "euler")),
-    ("theory", "rtol"): st.one_of(bad_value, st.floats(max_value=0.0), st.floats(min_value=0.011, max_value=1e9)),
+    ("theory", "rtol"): st.one_of(
+        bad_value, st.floats(max_value=0.0), st.floats(min_value=0.011, max_value=1e9)
+    ),
     ("run", "memory_gb"): st.one_of(bad_value, st.floats(max_value=0.0)),
     ("run", "chunk_size"): st.one_of(bad_value, st.integers(max_value=-1)),
-    ("output", "formats"): st.one_of(st.just([]), st.lists(st.sampled_from(["gif", "jpg", "tiff"]), min_size=1)),
+    ("output", "formats"): st.one_of(
+        st.just([]), st.lists(st.sampled_from(["gif", "jpg", "tiff"]), min_size=1)
+    ),
 }
 
 
@@ -129,9 +156,15 @@ class _Killed(BaseException):
     """Stands for SIGKILL/Ctrl-C: not an Exception, so nothing on the way may swallow it."""
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(kill_at=st.integers(0, 7), partial_vars=st.integers(0, 20), second_kill=st.integers(-1, 7))
-def test_random_kill_points_resume_to_the_uninterrupted_result(tmp_path_factory, reference, kill_at, partial_vars, second_kill):
+def test_random_kill_points_resume_to_the_uninterrupted_result(
+    tmp_path_factory, reference, kill_at, partial_vars, second_kill
+):
     """Kill inside the k-th cell write, after writing some of its variables (data without checksum or
     `done`), possibly twice; then resume. The store must equal the uninterrupted run exactly."""
     import jaxrnn.sweep._runner as runner

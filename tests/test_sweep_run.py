@@ -36,7 +36,9 @@ def _assert_same(a, b, rtol=0.0):
     assert a.keys() == b.keys()
     for k in a:
         if k == "charge_drift":  # a roundoff-level difference of nearly equal matrices: compare absolutely
-            np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-14 if not rtol else 1e-5, equal_nan=True, err_msg=k)
+            np.testing.assert_allclose(
+                a[k], b[k], rtol=0, atol=1e-14 if not rtol else 1e-5, equal_nan=True, err_msg=k
+            )
         elif a[k].dtype.kind in "fc":
             if rtol:
                 np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=rtol, equal_nan=True, err_msg=k)
@@ -56,7 +58,16 @@ def test_run_resume_and_store_contents(tmp_path):
     assert (ds["status"].values == 0).all()
     assert np.isfinite(ds["loss"].values).all() and np.isfinite(ds["outlier"].values).all()
     assert ds.attrs["config_hash"] == spec.config_hash and ds.attrs["Conventions"].startswith("CF")
-    for key in ("git_commit", "software_versions", "backend", "device_kind", "device_count", "dtype", "date_created", "jaxrnn_config"):
+    for key in (
+        "git_commit",
+        "software_versions",
+        "backend",
+        "device_kind",
+        "device_count",
+        "dtype",
+        "date_created",
+        "jaxrnn_config",
+    ):
         assert key in ds.attrs
     # the loss decreases for every network
     L = ds["loss"].values
@@ -137,7 +148,19 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     # 600 steps make a chunk take ~0.3 s after compilation, longer than the random delay below, so at least
     # one of the >= 2 chunks left when kill_at is reached is still to run when the kill lands
     out = tmp_path / "res"
-    cmd = [sys.executable, "-m", "jaxrnn.cli", "run", str(cfg), "--out", str(out), "--chunk-size", "2", "--no-plot", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jaxrnn.cli",
+        "run",
+        str(cfg),
+        "--out",
+        str(out),
+        "--chunk-size",
+        "2",
+        "--no-plot",
+        "--quiet",
+    ]
     store = out / "kill.zarr"
     total = 12
     kill_at = random.Random().randint(1, total - 2)

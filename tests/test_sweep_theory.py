@@ -11,7 +11,10 @@ from jaxrnn.sweep import load_spec, open_dataset, run_sweep
 @pytest.mark.slow  # ~70-95 s on 2 shared cores: two diffrax compiles (N -> inf and own-IC theory)
 def test_sigma0_cells_match_own_theory(tmp_path):
     # the committed acceptance config, shrunk: N = 16, 3 seeds, T = 2 (t_learn ~ 0.9 at c = 0.1)
-    spec = load_spec("sweeps/paper/sigma0_theory_check.toml", ["grid.N=[16]", "grid.seed={count=3}", "train.steps=200", "train.n_log=21"])
+    spec = load_spec(
+        "sweeps/paper/sigma0_theory_check.toml",
+        ["grid.N=[16]", "grid.seed={count=3}", "train.steps=200", "train.n_log=21"],
+    )
     path = tmp_path / "s.zarr"
     run_sweep(spec, path, quiet=True, n_devices=1)
     ds = open_dataset(path).load()

@@ -48,7 +48,9 @@ def test_population_of_targets_vmaps():
     cs = jnp.array([0.1, 0.2, 0.5])
     pop = jaxrnn.damped_oscillator(cs, 1.0)
     norms = jax.vmap(lambda t: t.norm_sq())(pop)
-    np.testing.assert_allclose(norms, [float(jaxrnn.damped_oscillator(c, 1.0).norm_sq()) for c in cs], rtol=1e-14)
+    np.testing.assert_allclose(
+        norms, [float(jaxrnn.damped_oscillator(c, 1.0).norm_sq()) for c in cs], rtol=1e-14
+    )
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,9 @@ def test_two_pole_loss_matches_lyapunov_loss():
             M = 0.3 * rng.normal(size=(2, 2))
             a, b = rng.normal(size=2), rng.normal(size=2)
             # N = 2 mean-field network with readout 1/2: v = 2 b gives k = b^T expm((M - I) tau) a
-            ref = population_loss(LinearRNN(jnp.asarray(M), jnp.asarray(a), jnp.asarray(2 * b)), target, doublings=30)
+            ref = population_loss(
+                LinearRNN(jnp.asarray(M), jnp.asarray(a), jnp.asarray(2 * b)), target, doublings=30
+            )
             got = theory.two_pole_loss(jnp.asarray(M), jnp.asarray(a), jnp.asarray(b), target)
             assert abs(got - ref) <= 1e-12 * max(1.0, abs(ref))
 
@@ -77,7 +79,10 @@ def test_eight_ode_conserves_charge():
 def test_five_ode_conservation_and_equivalence():
     """5-ODE keeps beta(delta - alpha) + p q to <= 1e-10 and matches the 8-ODE when |u0| = |v0|."""
     net = init_network(64, 0.0, jax.random.key(3), rescale_v=True)
-    for target, t1 in ((leaky_integrator(0.1), 3.0), (damped_oscillator(0.1, 1.0), 12.0)):  # t_learn 0.92, 9.8
+    for target, t1 in (
+        (leaky_integrator(0.1), 3.0),
+        (damped_oscillator(0.1, 1.0), 12.0),
+    ):  # t_learn 0.92, 9.8
         r5 = theory.solve(target, network=net, t1=t1, n_save=61, symmetric=True, rtol=1e-11, atol=1e-13)
         r8 = theory.solve(target, network=net, t1=t1, n_save=61, rtol=1e-11, atol=1e-13)
         assert r5.ok and r8.ok
@@ -182,7 +187,9 @@ def test_krylov_learning_time_converges_to_simulation():
 
     pop = init_population(64, 0.2, 0, 2, dtype=jnp.float64)
     target = leaky_integrator(0.1)
-    sim = jaxrnn.train(pop, target, method=jaxrnn.GradientFlow(0.005, "rk4"), steps=400, log_steps=np.arange(0, 401, 2))
+    sim = jaxrnn.train(
+        pop, target, method=jaxrnn.GradientFlow(0.005, "rk4"), steps=400, log_steps=np.arange(0, 401, 2)
+    )
     ts = np.asarray(sim.t, float)
     err0 = abs(theory.solve(target, ts=ts, t1=float(ts[-1]), rtol=1e-10, atol=1e-12).t_learn - sim.t_learn)
     for i in range(2):

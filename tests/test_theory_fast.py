@@ -16,7 +16,9 @@ from jaxrnn.theory._sigma0 import eight_loss, five_loss
 TARGETS = [
     leaky_integrator(0.1),
     damped_oscillator(0.2, 1.3),
-    ExponentialSum(jnp.array([0.5, 0.3]), jnp.array([0.1, 0.2]), jnp.array([0.2, 0.4]), jnp.array([0.0, 1.0])),
+    ExponentialSum(
+        jnp.array([0.5, 0.3]), jnp.array([0.1, 0.2]), jnp.array([0.2, 0.4]), jnp.array([0.0, 1.0])
+    ),
 ]
 
 
@@ -36,13 +38,18 @@ def _field_vs_autodiff(field, loss, rates):
     return jax.jit(both)
 
 
-FIELDS = {5: _field_vs_autodiff(five_field, five_loss, FIVE_RATES), 8: _field_vs_autodiff(eight_field, eight_loss, EIGHT_RATES)}
+FIELDS = {
+    5: _field_vs_autodiff(five_field, five_loss, FIVE_RATES),
+    8: _field_vs_autodiff(eight_field, eight_loss, EIGHT_RATES),
+}
 
 
 @pytest.mark.parametrize("ti", range(3))
 def test_closed_form_field_and_jacobian_match_autodiff(ti):
     """f = -R grad L and f' = -R Hess L in closed form == autodiff of the two-pole loss, to 1e-13 (relative)."""
-    t = TARGETS[ti]  # kind dropped (static): the field does not use it, so integrator and oscillator share a compile
+    t = TARGETS[
+        ti
+    ]  # kind dropped (static): the field does not use it, so integrator and oscillator share a compile
     tg = ExponentialSum(*(jnp.asarray(a, jnp.float64) for a in (t.r_re, t.r_im, t.s_re, t.s_im)), kind="sum")
     rng = np.random.default_rng(ti)
     for n, fn in FIELDS.items():
@@ -70,9 +77,20 @@ def _scipy_reference(c, eta, ts, symmetric):
     tg = leaky_integrator(c)
     loss, R = (five_loss, np.asarray(FIVE_RATES)) if symmetric else (eight_loss, np.ones(8))
     g = jax.jit(jax.grad(loss))
-    x0 = np.array([0, 0, 0, 1 / np.sqrt(2), 1 / np.sqrt(2)]) if symmetric else np.array([0, 0, 0, 0, 1, 0, 0, 1.0])
-    sol = solve_ivp(lambda t, x: -eta * R * np.asarray(g(jnp.asarray(x), tg)), (0, ts[-1]), x0, method="LSODA",
-                    rtol=1e-12, atol=1e-14, t_eval=ts)
+    x0 = (
+        np.array([0, 0, 0, 1 / np.sqrt(2), 1 / np.sqrt(2)])
+        if symmetric
+        else np.array([0, 0, 0, 0, 1, 0, 0, 1.0])
+    )
+    sol = solve_ivp(
+        lambda t, x: -eta * R * np.asarray(g(jnp.asarray(x), tg)),
+        (0, ts[-1]),
+        x0,
+        method="LSODA",
+        rtol=1e-12,
+        atol=1e-14,
+        t_eval=ts,
+    )
     return np.array([float(loss(jnp.asarray(x), tg)) for x in sol.y.T])
 
 

@@ -28,10 +28,16 @@ def test_theory_store_equals_direct_solves_and_matches_the_simulation_layout(tmp
     assert np.isinf(ds["N"].values).all() and ds.sizes["seed"] == 1 and ds["done"].values.all()
     ts = spec.log_times()
     direct0 = T.solve(jaxrnn.leaky_integrator(np.array([0.3, 0.5])), t1=float(ts[-1]), eta=np.ones(2), ts=ts)
-    np.testing.assert_allclose(ds["t_learn"].sel(sigma=0.0).values.ravel(), np.asarray(direct0.t_learn), rtol=1e-12)
+    np.testing.assert_allclose(
+        ds["t_learn"].sel(sigma=0.0).values.ravel(), np.asarray(direct0.t_learn), rtol=1e-12
+    )
     direct = T.solve(jaxrnn.leaky_integrator(0.5), t1=float(ts[-1]), ts=ts, sigma=0.2, depth=1)
-    np.testing.assert_allclose(float(ds["t_learn"].sel(sigma=0.2, c=0.5).squeeze()), float(direct.t_learn), rtol=1e-12)
-    np.testing.assert_allclose(ds["loss"].sel(sigma=0.2, c=0.5).values.ravel(), np.asarray(direct.loss).ravel(), rtol=1e-12)
+    np.testing.assert_allclose(
+        float(ds["t_learn"].sel(sigma=0.2, c=0.5).squeeze()), float(direct.t_learn), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        ds["loss"].sel(sigma=0.2, c=0.5).values.ravel(), np.asarray(direct.loss).ravel(), rtol=1e-12
+    )
     assert (ds["status"].values == 0).all()
     # resumes: nothing left to solve
     assert run_theory_sweep(spec, path, quiet=True)["solved"] == 0
@@ -49,7 +55,9 @@ def test_theory_refuses_configs_it_does_not_describe():
 
 def test_theory_cli_writes_store_table_and_figure(tmp_path, capsys):
     cfg = tmp_path / "th.toml"
-    cfg.write_text('name = "thc"\n[grid]\nN = [8]\nsigma = [0.0]\nc = [0.3, 0.5]\n[train]\ndt = 0.02\nsteps = 40\nn_log = 9\n')
+    cfg.write_text(
+        'name = "thc"\n[grid]\nN = [8]\nsigma = [0.0]\nc = [0.3, 0.5]\n[train]\ndt = 0.02\nsteps = 40\nn_log = 9\n'
+    )
     assert main(["theory", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "theory store:" in out and "2 cells solved" in out
@@ -58,10 +66,19 @@ def test_theory_cli_writes_store_table_and_figure(tmp_path, capsys):
     from jaxrnn.sweep import run_sweep
 
     sim = tmp_path / "sim.zarr"
-    spec = spec_from_dict({"name": "thc", "grid": {"N": [8], "sigma": [0.0], "c": [0.3, 0.5]},
-                           "train": {"dt": 0.02, "steps": 40, "n_log": 9}, "theory": {"overlay": "none"}})
+    spec = spec_from_dict(
+        {
+            "name": "thc",
+            "grid": {"N": [8], "sigma": [0.0], "c": [0.3, 0.5]},
+            "train": {"dt": 0.02, "steps": 40, "n_log": 9},
+            "theory": {"overlay": "none"},
+        }
+    )
     run_sweep(spec, sim, n_devices=1, quiet=True)
     theory = tmp_path / "o" / "thc-theory.zarr"
-    assert main(["plot", str(sim), "--theory", str(theory), "--out", str(tmp_path / "f"), "--phase", "c,sigma"]) == 0
+    assert (
+        main(["plot", str(sim), "--theory", str(theory), "--out", str(tmp_path / "f"), "--phase", "c,sigma"])
+        == 0
+    )
     assert (tmp_path / "f" / "theory_vs_sim_c_sigma.png").exists()
     assert main(["plot", str(sim), "--theory", str(tmp_path / "nothing.zarr")]) == 2

@@ -7,7 +7,9 @@ import optax
 import pytest
 
 import jaxrnn
-from jaxrnn.train import train  # the function: once a test imports the submodule, the lazy `jaxrnn.train` is the module
+from jaxrnn.train import (
+    train,
+)  # the function: once a test imports the submodule, the lazy `jaxrnn.train` is the module
 from jaxrnn.train import STATUS_DIVERGED, STATUS_OK
 
 
@@ -18,20 +20,37 @@ def _take(tree, i):
 def test_gradient_flow_conserves_the_charge():
     pop = jaxrnn.init_population(12, 0.5, 0, 3)
     res = train(
-        pop, jaxrnn.leaky_integrator(0.3), method=jaxrnn.GradientFlow(0.005, "rk4"), steps=400, n_log=5, compute_spectra=False
+        pop,
+        jaxrnn.leaky_integrator(0.3),
+        method=jaxrnn.GradientFlow(0.005, "rk4"),
+        steps=400,
+        n_log=5,
+        compute_spectra=False,
     )
     assert np.all(res.loss[:, -1] < 0.5 * res.loss[:, 0])  # it did learn
     assert np.max(res.charge_drift) <= 1e-6
     # Euler with a large step conserves it only to O(step^2): a visible drift
     coarse = train(
-        pop, jaxrnn.leaky_integrator(0.3), method=jaxrnn.GradientFlow(0.05, "euler"), steps=40, n_log=2, compute_spectra=False
+        pop,
+        jaxrnn.leaky_integrator(0.3),
+        method=jaxrnn.GradientFlow(0.05, "euler"),
+        steps=40,
+        n_log=2,
+        compute_spectra=False,
     )
     assert np.max(coarse.charge_drift) > 1e3 * np.max(res.charge_drift)
 
 
 def test_sigma_zero_weights_stay_in_span_of_u0_v0():
     pop = jaxrnn.init_population(16, 0.0, 3, 2)
-    res = train(pop, jaxrnn.damped_oscillator(0.2, 1.0), method=jaxrnn.GradientFlow(0.01), steps=200, n_log=2, compute_spectra=False)
+    res = train(
+        pop,
+        jaxrnn.damped_oscillator(0.2, 1.0),
+        method=jaxrnn.GradientFlow(0.01),
+        steps=200,
+        n_log=2,
+        compute_spectra=False,
+    )
     for i in range(2):
         Q, _ = np.linalg.qr(np.stack([np.asarray(pop.u[i]), np.asarray(pop.v[i])], 1))
         Pperp = np.eye(16) - Q @ Q.T
@@ -63,7 +82,9 @@ def test_population_equals_networks_trained_one_at_a_time_float32():
     together = train(pop, jaxrnn.leaky_integrator(c, dtype=jnp.float32), eta=eta, **kw)
     assert together.loss.dtype == np.float32
     for i in range(M):
-        alone = train(_take(pop, i), jaxrnn.leaky_integrator(c[i : i + 1], dtype=jnp.float32), eta=eta[i], **kw)
+        alone = train(
+            _take(pop, i), jaxrnn.leaky_integrator(c[i : i + 1], dtype=jnp.float32), eta=eta[i], **kw
+        )
         # the loss is a difference of O(1/c) terms (int k*^2 = 1/(2c)): compare at float32 resolution of
         # those terms (~16 eps of 1/(2c)), not of the loss itself
         np.testing.assert_allclose(together.loss[i], alone.loss[0], rtol=0, atol=2e-6 / (2 * c[i]))
@@ -79,7 +100,9 @@ def test_diverging_network_is_frozen_and_does_not_poison_its_batch():
     np.testing.assert_array_equal(res.status, [STATUS_OK, STATUS_DIVERGED, STATUS_OK])
     assert res.diverged_step[1] >= 0 and res.diverged_step[0] == -1
     assert np.isnan(res.loss[1, -1]) and np.all(np.isfinite(res.loss[[0, 2]]))
-    assert all(np.all(np.isfinite(x[1])) for x in jax.tree.leaves(res.final))  # frozen at finite, last good values
+    assert all(
+        np.all(np.isfinite(x[1])) for x in jax.tree.leaves(res.final)
+    )  # frozen at finite, last good values
     for i in (0, 2):
         alone = train(_take(pop, i), jaxrnn.leaky_integrator(0.2), eta=eta[i], **kw)
         np.testing.assert_allclose(res.loss[i], alone.loss[0], rtol=1e-12)
@@ -93,14 +116,31 @@ def test_optax_sgd_equals_gradient_descent():
     sgd = train(pop, target, method=jaxrnn.OptaxOptimizer(optax.sgd), **kw)
     np.testing.assert_allclose(gd.loss, sgd.loss, rtol=1e-12)
     assert np.all(gd.loss[:, -1] < gd.loss[:, 0])
-    adam = train(pop, target, method=jaxrnn.OptaxOptimizer(optax.adam, b1=0.9), eta=0.01, steps=100, n_log=2, compute_spectra=False)
+    adam = train(
+        pop,
+        target,
+        method=jaxrnn.OptaxOptimizer(optax.adam, b1=0.9),
+        eta=0.01,
+        steps=100,
+        n_log=2,
+        compute_spectra=False,
+    )
     assert np.all(adam.loss[:, -1] < 0.5 * adam.loss[:, 0])
 
 
 def test_sgd_on_sampled_loss_reduces_exact_discrete_loss():
     pop = jaxrnn.init_population(8, 0.2, 5, 2)
     loss = jaxrnn.SampledLoss(dt=0.1, batch=32, steps=100, burn_in=50)
-    res = train(pop, jaxrnn.leaky_integrator(0.5), method=jaxrnn.GradientDescent(), loss=loss, eta=0.05, steps=150, n_log=3, compute_spectra=False)
+    res = train(
+        pop,
+        jaxrnn.leaky_integrator(0.5),
+        method=jaxrnn.GradientDescent(),
+        loss=loss,
+        eta=0.05,
+        steps=150,
+        n_log=3,
+        compute_spectra=False,
+    )
     assert np.all(res.loss[:, -1] < 0.3 * res.loss[:, 0])  # the logged loss is the exact L_dt
 
 
@@ -115,7 +155,13 @@ def test_training_only_W_keeps_u_and_v():
 def test_integrator_acceptance_N128_float32():
     """c = 0.1, sigma = 0.1, N = 128, exact loss: loss falls >= 100x and the outlier ends within 1% of 0.9."""
     pop = jaxrnn.init_population(128, 0.1, 0, 1, dtype=jnp.float32)
-    res = train(pop, jaxrnn.leaky_integrator(0.1, dtype=jnp.float32), method=jaxrnn.GradientFlow(0.01), steps=300, n_log=31)
+    res = train(
+        pop,
+        jaxrnn.leaky_integrator(0.1, dtype=jnp.float32),
+        method=jaxrnn.GradientFlow(0.01),
+        steps=300,
+        n_log=31,
+    )
     assert res.loss[0, 0] / res.loss[0, -1] >= 100
     assert abs(res.outlier[0, -1] - 0.9) <= 0.01 * 0.9
     assert res.outlier[0, -1].imag == 0
@@ -126,7 +172,14 @@ def test_integrator_acceptance_N128_float32():
 def test_oscillator_acceptance_conjugate_pair():
     """c = 0.1, w = 1: a conjugate pair ends within 1% of 0.9 +- 1.0i."""
     pop = jaxrnn.init_population(32, 0.1, 0, 1)
-    res = train(pop, jaxrnn.damped_oscillator(0.1, 1.0), method=jaxrnn.GradientFlow(0.01), steps=1200, n_log=25, keep_spectra=True)
+    res = train(
+        pop,
+        jaxrnn.damped_oscillator(0.1, 1.0),
+        method=jaxrnn.GradientFlow(0.01),
+        steps=1200,
+        n_log=25,
+        keep_spectra=True,
+    )
     lam = res.outlier[0, -1]
     assert abs(lam - (0.9 + 1.0j)) <= 0.01 * abs(0.9 + 1.0j)
     spectrum = res.eigenvalues[0, -1]
@@ -139,9 +192,22 @@ def test_perfect_integrator_trains_on_a_finite_horizon():
     c ~ 1/T), so train with Adam; the outlier goes to ~1, the perfect integrator's eigenvalue."""
     pop = jaxrnn.init_population(16, 0.1, 0, 1)
     loss = jaxrnn.FiniteHorizonLoss(50.0)
-    res = train(pop, jaxrnn.perfect_integrator(), loss=loss, method=jaxrnn.OptaxOptimizer(optax.adam), eta=0.003, steps=200, n_log=5)
+    res = train(
+        pop,
+        jaxrnn.perfect_integrator(),
+        loss=loss,
+        method=jaxrnn.OptaxOptimizer(optax.adam),
+        eta=0.003,
+        steps=200,
+        n_log=5,
+    )
     assert res.status[0] == STATUS_OK
-    assert np.isclose(res.loss[0, 0], float(jaxrnn.finite_horizon_loss(jax.tree.map(lambda x: x[0], pop), jaxrnn.perfect_integrator(), 50.0)))
+    assert np.isclose(
+        res.loss[0, 0],
+        float(
+            jaxrnn.finite_horizon_loss(jax.tree.map(lambda x: x[0], pop), jaxrnn.perfect_integrator(), 50.0)
+        ),
+    )
     assert res.loss[0, -1] < 0.02 * res.loss[0, 0]
     assert abs(res.outlier[0, -1] - 1.0) < 0.01
 
@@ -186,8 +252,12 @@ def test_exact_loss_options_are_checked_before_compiling():
     with pytest.raises(ValueError, match="ExactLoss.max_steps"):
         jaxrnn.ExactLoss(gramian="low_rank", max_steps=1)
     with pytest.raises(ValueError, match="kind='integrator'"):
-        train(jaxrnn.init_population(8, 0.1, 0, 2), jaxrnn.damped_oscillator(0.1, 1.0),
-                     loss=jaxrnn.ExactLoss(gramian="low_rank"), steps=2)
+        train(
+            jaxrnn.init_population(8, 0.1, 0, 2),
+            jaxrnn.damped_oscillator(0.1, 1.0),
+            loss=jaxrnn.ExactLoss(gramian="low_rank"),
+            steps=2,
+        )
 
 
 _BATCHED_SOLVES = """
@@ -208,5 +278,7 @@ def test_batched_lapack_solves_do_not_deadlock():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", _BATCHED_SOLVES], capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", _BATCHED_SOLVES], capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]

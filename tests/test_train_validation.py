@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import jaxrnn
-from jaxrnn.train import train  # the function: once a test imports the submodule, the lazy `jaxrnn.train` is the module
+from jaxrnn.train import (
+    train,
+)  # the function: once a test imports the submodule, the lazy `jaxrnn.train` is the module
 
 
 def _pop(M=2):
@@ -33,13 +35,19 @@ def _with(pop, **fields):
         (dict(loss=jaxrnn.population_loss), "loss must be an AbstractLoss"),
         (dict(trainable=("W", "W")), "trainable"),
         (dict(trainable=()), "trainable"),
-        (dict(keys=jax.random.split(jax.random.key(0), 3)), r"keys must hold one PRNG key per network, shape \(2,\)"),
+        (
+            dict(keys=jax.random.split(jax.random.key(0), 3)),
+            r"keys must hold one PRNG key per network, shape \(2,\)",
+        ),
         (dict(keys=np.zeros((2, 3), np.uint32)), "keys must be typed PRNG keys"),
         (dict(noise_seed=1.5), "noise_seed must be an integer"),
         (dict(keep_spectra=True, compute_spectra=False), "keep_spectra=True needs compute_spectra=True"),
         (dict(compute_spectra="yes"), "compute_spectra must be True or False"),
         (dict(callback=3), "callback must be None or callable"),
-        (dict(method=jaxrnn.StiffFlow(0.1), loss=jaxrnn.SampledLoss(0.1, 4, 10)), "StiffFlow integrates a deterministic"),
+        (
+            dict(method=jaxrnn.StiffFlow(0.1), loss=jaxrnn.SampledLoss(0.1, 4, 10)),
+            "StiffFlow integrates a deterministic",
+        ),
     ],
 )
 def test_bad_argument_is_named(kwargs, match):
@@ -55,7 +63,9 @@ def test_non_finite_initial_weights_name_the_field_and_network(name, bad):
     pop = _pop(3)
     x = np.array(getattr(pop, name))
     x[1].flat[0] = bad
-    with pytest.raises(ValueError, match=rf"model\.{name} must be finite: non-finite entries in networks \[1\]"):
+    with pytest.raises(
+        ValueError, match=rf"model\.{name} must be finite: non-finite entries in networks \[1\]"
+    ):
         train(_with(pop, **{name: jnp.asarray(x)}), jaxrnn.leaky_integrator(0.5), steps=2)
 
 
@@ -76,7 +86,9 @@ def test_model_and_target_shapes_and_types():
 
 
 def test_float64_input_with_x64_off_is_an_error_not_a_silent_downcast():
-    pop = jaxrnn.LinearRNN(*(np.asarray(x, np.float64) for x in (_pop().W, _pop().u, _pop().v)))  # numpy float64
+    pop = jaxrnn.LinearRNN(
+        *(np.asarray(x, np.float64) for x in (_pop().W, _pop().u, _pop().v))
+    )  # numpy float64
     with jax.enable_x64(False):
         with pytest.raises(ValueError, match="model.W is float64 but jax_enable_x64 is off"):
             train(pop, jaxrnn.leaky_integrator(0.5), steps=2)
@@ -103,6 +115,14 @@ def test_good_arguments_still_run():
     """The checks accept what they should: eta as a list of M, numpy keys data, log_steps, trainable as a name."""
     pop = _pop()
     keys = jax.random.key_data(jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(2)))
-    res = train(pop, jaxrnn.leaky_integrator(0.5), eta=[1.0, 0.5], steps=3, n_log=4, trainable="W",
-                       keys=np.asarray(keys), compute_spectra=False)
+    res = train(
+        pop,
+        jaxrnn.leaky_integrator(0.5),
+        eta=[1.0, 0.5],
+        steps=3,
+        n_log=4,
+        trainable="W",
+        keys=np.asarray(keys),
+        compute_spectra=False,
+    )
     assert res.loss.shape == (2, 4) and np.all(np.isfinite(res.loss))

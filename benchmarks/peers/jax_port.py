@@ -102,8 +102,11 @@ _states: dict = {}
 def handler(req):
     cmd = req["cmd"]
     if cmd == "info":
-        return {"jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
-                "xla_flags": os.environ.get("XLA_FLAGS", "")}
+        return {
+            "jax": jax.__version__,
+            "devices": [str(d) for d in jax.devices()],
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        }
     if cmd == "run":
         key = (req["mode"], req["N"], req["M"])
         return run_request(_states, key, lambda k: State(*k), req)

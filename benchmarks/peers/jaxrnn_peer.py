@@ -50,8 +50,17 @@ class State:
         self.calls = 0
 
     def run(self, n):
-        res = _train_fn()(self.model, self.target, eta=ETA, method=jaxrnn.GradientDescent(), loss=self.loss,
-                           steps=n, n_log=2, compute_spectra=False, noise_seed=self.calls)
+        res = _train_fn()(
+            self.model,
+            self.target,
+            eta=ETA,
+            method=jaxrnn.GradientDescent(),
+            loss=self.loss,
+            steps=n,
+            n_log=2,
+            compute_spectra=False,
+            noise_seed=self.calls,
+        )
         self.calls += 1
         self.model = res.final
         jax.block_until_ready(self.model)
@@ -72,7 +81,11 @@ _states: dict = {}
 def handler(req):
     cmd = req["cmd"]
     if cmd == "info":
-        return {"jax": jax.__version__, "jaxrnn": jaxrnn.__version__, "devices": [str(d) for d in jax.devices()]}
+        return {
+            "jax": jax.__version__,
+            "jaxrnn": jaxrnn.__version__,
+            "devices": [str(d) for d in jax.devices()],
+        }
     if cmd == "run":
         key = (req["mode"], req["N"], req["M"])
         rep = {}

@@ -20,7 +20,6 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -90,7 +89,11 @@ CONTENDERS = {"a": ("naive", "batched"), "b": ("naive", "batched", "batched_smit
 
 def step(mode, contender, W, u, v):
     """One SGD step in place on (possibly batched) parameters; returns the per-network loss."""
-    L = loss_sampled(W, u, v, torch.randn(W.shape[:-2] + (T, B))) if mode == "a" else LOSS_EXACT[contender](W, u, v)
+    L = (
+        loss_sampled(W, u, v, torch.randn(W.shape[:-2] + (T, B)))
+        if mode == "a"
+        else LOSS_EXACT[contender](W, u, v)
+    )
     gW, gu, gv = torch.autograd.grad(L.sum(), (W, u, v))
     N = W.shape[-1]
     with torch.no_grad():
@@ -171,5 +174,14 @@ if __name__ == "__main__":
     if args.serve:
         serve(handler)
     else:
-        r = handler({"cmd": "run", "mode": args.mode, "N": args.N, "M": args.M, "contender": args.contender, "n": args.n})
+        r = handler(
+            {
+                "cmd": "run",
+                "mode": args.mode,
+                "N": args.N,
+                "M": args.M,
+                "contender": args.contender,
+                "n": args.n,
+            }
+        )
         print(r, "network-gradient-steps/s =", r["net_steps"] / r["elapsed"])

@@ -105,7 +105,9 @@ def _local_device_count(spec: SweepSpec) -> int:
     return min(n, spec.run.devices) if spec.run.devices else n
 
 
-def _group_layout(spec: SweepSpec, N: int, opt: str, n_cells: int, chunk_size, n_dev: int) -> tuple[int, int, int]:
+def _group_layout(
+    spec: SweepSpec, N: int, opt: str, n_cells: int, chunk_size, n_dev: int
+) -> tuple[int, int, int]:
     """(cells per chunk, padded networks per chunk, chunks) of one group; arithmetic only, so that a
     huge grid is sized (and refused) without enumerating its chunks."""
     n_seeds = len(spec.grid.seed)
@@ -113,7 +115,9 @@ def _group_layout(spec: SweepSpec, N: int, opt: str, n_cells: int, chunk_size, n
     if not cs:
         cs = max(1, int(spec.run.memory_gb * 2**30 // network_bytes(spec, N, opt)))
     cells_per_chunk = max(1, min(n_cells, cs // n_seeds))
-    size = int(math.ceil(cells_per_chunk * n_seeds / n_dev) * n_dev)  # the network axis is sharded over devices
+    size = int(
+        math.ceil(cells_per_chunk * n_seeds / n_dev) * n_dev
+    )  # the network axis is sharded over devices
     return cells_per_chunk, size, math.ceil(n_cells / cells_per_chunk)
 
 
@@ -136,7 +140,12 @@ def plan_sweep(spec: SweepSpec, *, chunk_size: int | None = None, n_devices: int
 # ----------------------------------------------------------------------------- cost model and budget
 
 # Calibrated on a 2-core x86-64 CPU (docs/sweep.md, "Estimates"); `run.flops` overrides the measured rate.
-COMPILE_S = {"exact": 8.0, "discrete": 6.0, "finite_horizon": 10.0, "sampled": 6.0}  # per (N, optimizer) group
+COMPILE_S = {
+    "exact": 8.0,
+    "discrete": 6.0,
+    "finite_horizon": 10.0,
+    "sampled": 6.0,
+}  # per (N, optimizer) group
 STEP_OVERHEAD_S = 2e-4  # per step of one chunk: loop and kernel launches, independent of its size
 THEORY_COMPILE_S = 6.0  # the sigma = 0 reduced ODEs, per distinct program
 THEORY_CELL_S = 0.05  # per (c, w, eta) point or sigma = 0 network
@@ -229,23 +238,35 @@ def check_budget(spec: SweepSpec, est: Estimate) -> list[ConfigIssue]:
     """One issue per budget the sweep exceeds, each naming the knob that allows it."""
     r, out = spec.run, []
     gib = 2**30
-    for (N, opt), (_, size, b) in est.groups.items():
+    for (N, _opt), (_, size, b) in est.groups.items():
         if b > r.memory_gb * gib:
-            out.append(ConfigIssue(
-                "run.memory_gb", r.memory_gb, f"one chunk of N = {N} ({size} networks: the {len(spec.grid.seed)} seeds of a "
-                f"cell stay together) needs ~{b / gib:.3g} GiB; raise run.memory_gb or use fewer seeds"
-            ))
+            out.append(
+                ConfigIssue(
+                    "run.memory_gb",
+                    r.memory_gb,
+                    f"one chunk of N = {N} ({size} networks: the {len(spec.grid.seed)} seeds of a "
+                    f"cell stay together) needs ~{b / gib:.3g} GiB; raise run.memory_gb or use fewer seeds",
+                )
+            )
             break
     if est.total_s > r.max_hours * 3600:
-        out.append(ConfigIssue(
-            "run.max_hours", r.max_hours, f"the estimated run time is {_duration(est.total_s)}; raise run.max_hours "
-            "to run it anyway, or shrink the grid"
-        ))
+        out.append(
+            ConfigIssue(
+                "run.max_hours",
+                r.max_hours,
+                f"the estimated run time is {_duration(est.total_s)}; raise run.max_hours "
+                "to run it anyway, or shrink the grid",
+            )
+        )
     if est.store_bytes > r.max_store_gb * 1e9:
-        out.append(ConfigIssue(
-            "run.max_store_gb", r.max_store_gb, f"the store would hold ~{est.store_bytes / 1e9:.3g} GB; raise "
-            "run.max_store_gb to write it anyway, or log fewer points (train.n_log)"
-        ))
+        out.append(
+            ConfigIssue(
+                "run.max_store_gb",
+                r.max_store_gb,
+                f"the store would hold ~{est.store_bytes / 1e9:.3g} GB; raise "
+                "run.max_store_gb to write it anyway, or log fewer points (train.n_log)",
+            )
+        )
     return out
 
 
@@ -273,13 +294,22 @@ def explain_text(spec: SweepSpec, est: Estimate) -> str:
         + (f" solver={t.solver} dt={t.dt:g}" if spec.is_flow else "")
         + f" steps={t.steps} (t_end={spec.t_end:g}) log points={len(spec.log_steps())} dtype={t.dtype}"
     )
-    lines.append(f"theory overlay: {spec.theory.overlay}" + ("" if spec.has_theory or spec.theory.overlay == "none" else " (does not apply here)"))
+    lines.append(
+        f"theory overlay: {spec.theory.overlay}"
+        + ("" if spec.has_theory or spec.theory.overlay == "none" else " (does not apply here)")
+    )
     n_chunks = sum(c for c, _, _ in est.groups.values())
     lines.append(f"groups (one compile each): {len(est.groups)}; chunks: {n_chunks}")
     for (N, o), (c, size, b) in est.groups.items():
-        lines.append(f"  group N={N} optimizer={o}: {c} chunk(s) of {size} networks, ~{b / 2**20:.1f} MiB per chunk")
-    lines.append(f"estimated peak memory per chunk: {est.peak_chunk_bytes / 2**20:.1f} MiB (budget run.memory_gb = {spec.run.memory_gb:g} GiB)")
-    lines.append(f"estimated store size: {est.store_bytes / 2**20:.1f} MiB (budget run.max_store_gb = {spec.run.max_store_gb:g} GB)")
+        lines.append(
+            f"  group N={N} optimizer={o}: {c} chunk(s) of {size} networks, ~{b / 2**20:.1f} MiB per chunk"
+        )
+    lines.append(
+        f"estimated peak memory per chunk: {est.peak_chunk_bytes / 2**20:.1f} MiB (budget run.memory_gb = {spec.run.memory_gb:g} GiB)"
+    )
+    lines.append(
+        f"estimated store size: {est.store_bytes / 2**20:.1f} MiB (budget run.max_store_gb = {spec.run.max_store_gb:g} GB)"
+    )
     lines.append(
         f"estimated run time: {_duration(est.total_s)} (budget run.max_hours = {spec.run.max_hours:g}): compile "
         f"{est.compile_s:.0f} s, steps {_duration(est.train_s)} at {est.rate:.3g} flop/s, log points {_duration(est.log_s)}, "

@@ -23,7 +23,16 @@ import numpy as np
 from ..results import network_arrays
 from ._grid import Chunk, Plan, check_budget, estimate, plan_sweep
 from ._spec import AXES, ConfigError, SweepSpec
-from ._store import StoreError, array_names, check_store_path, done_mask, open_store, store_id, verify_cells, write_cells
+from ._store import (
+    StoreError,
+    array_names,
+    check_store_path,
+    done_mask,
+    open_store,
+    store_id,
+    verify_cells,
+    write_cells,
+)
 
 __all__ = ["RunSummary", "run_sweep", "make_method", "make_loss", "theory_infinite", "check_compute_dtype"]
 
@@ -124,16 +133,30 @@ def theory_infinite(spec: SweepSpec, quiet: bool = True) -> dict | None:
     t0 = time.perf_counter()
     with _theory_status(quiet, f"N -> inf sigma = 0 curves at {C.size} (c, w, eta) points"):
         # the N -> inf start has |u0| = |v0|: the symmetric 5-ODE is exact there and ~4x cheaper than the 8-ODE
-        res = th.solve(_targets(spec, C.ravel(), Wf.ravel()), th.Sigma0(symmetric=True), t1=float(ts[-1]), eta=E.ravel(), ts=ts,
-                       rtol=spec.theory.rtol, atol=spec.theory.atol)
+        res = th.solve(
+            _targets(spec, C.ravel(), Wf.ravel()),
+            th.Sigma0(symmetric=True),
+            t1=float(ts[-1]),
+            eta=E.ravel(),
+            ts=ts,
+            rtol=spec.theory.rtol,
+            atol=spec.theory.atol,
+        )
     ok = np.asarray(res.ok).reshape(-1)
     if not ok.all():
         # a failed solve is data (NaN, counted here), never a curve drawn as if right
-        log.warning("N -> inf theory: the solver failed at %d of %d (c, w, eta) points; they are stored as NaN", int((~ok).sum()), ok.size)
+        log.warning(
+            "N -> inf theory: the solver failed at %d of %d (c, w, eta) points; they are stored as NaN",
+            int((~ok).sum()),
+            ok.size,
+        )
     log.info("N -> inf theory on %d (c, w, eta) points in %.1f s", C.size, time.perf_counter() - t0)
     T = len(ts)
     bad = ~ok
-    loss, outlier, t_learn = (np.array(np.asarray(x), dtype=np.result_type(np.asarray(x).dtype, np.float64)) for x in (res.loss, res.outlier, res.t_learn))
+    loss, outlier, t_learn = (
+        np.array(np.asarray(x), dtype=np.result_type(np.asarray(x).dtype, np.float64))
+        for x in (res.loss, res.outlier, res.t_learn)
+    )
     loss[bad], outlier[bad], t_learn[bad] = np.nan, np.nan, np.nan
     return {
         "theory_inf_loss": loss.reshape(shape + (T,)),
@@ -185,12 +208,20 @@ def build_population(spec: SweepSpec, N: int, net: dict):
     from ..model import init_population, network_keys
 
     model = init_population(
-        N, net["sigma"], net["seed"], net["draw"], rescale_v=spec.train.rescale_v, scaling=spec.train.scaling, dtype=_dtype(spec)
+        N,
+        net["sigma"],
+        net["seed"],
+        net["draw"],
+        rescale_v=spec.train.rescale_v,
+        scaling=spec.train.scaling,
+        dtype=_dtype(spec),
     )
     return model, network_keys(net["seed"], net["draw"])
 
 
-def run_chunk(spec: SweepSpec, chunk: Chunk, cells: np.ndarray, mesh, *, loss_obj=None, callback=None, quiet=True) -> dict:
+def run_chunk(
+    spec: SweepSpec, chunk: Chunk, cells: np.ndarray, mesh, *, loss_obj=None, callback=None, quiet=True
+) -> dict:
     """Train the networks of `cells` (a subset of the chunk's cells) padded to `chunk.size`; returns
     store-layout arrays (n_cells, n_seeds, ...)."""
     import jax
@@ -224,7 +255,11 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, cells: np.ndarray, mesh, *, loss_ob
     out = {k: v[:n_real].reshape((len(cells), S) + v.shape[1:]) for k, v in arrays.items()}
     if "spectrum" in out:  # NaN-padded to the largest N of the grid
         ev = out["spectrum"]
-        pad = np.full(ev.shape[:-1] + (max(spec.grid.N),), np.nan + 1j * np.nan, dtype=np.result_type(ev.dtype, np.complex64))
+        pad = np.full(
+            ev.shape[:-1] + (max(spec.grid.N),),
+            np.nan + 1j * np.nan,
+            dtype=np.result_type(ev.dtype, np.complex64),
+        )
         pad[..., :N] = ev
         out["spectrum"] = pad
     if theory_supported(spec):
@@ -250,9 +285,19 @@ def _theory_own_ic(spec, chunk, model, targets, netp, n_real, n_cells, S, quiet=
         sel = _pad(zero, chunk.size)
         sub = jax.tree.map(lambda x: np.asarray(x)[sel], (model, targets))
         ts = spec.log_times()
-        with _theory_status(quiet, f"sigma = 0 8-ODE from {len(zero)} networks' own initial conditions (chunk {chunk.index})"):
-            res = th.solve(sub[1], th.Sigma0(), t1=float(ts[-1]), eta=netp["eta"][sel], ts=ts, network=sub[0],
-                           rtol=spec.theory.rtol, atol=spec.theory.atol)
+        with _theory_status(
+            quiet, f"sigma = 0 8-ODE from {len(zero)} networks' own initial conditions (chunk {chunk.index})"
+        ):
+            res = th.solve(
+                sub[1],
+                th.Sigma0(),
+                t1=float(ts[-1]),
+                eta=netp["eta"][sel],
+                ts=ts,
+                network=sub[0],
+                rtol=spec.theory.rtol,
+                atol=spec.theory.atol,
+            )
         k = len(zero)
         ok = np.asarray(res.ok).reshape(-1)[:k]
         good = zero[ok]
@@ -261,7 +306,11 @@ def _theory_own_ic(spec, chunk, model, targets, netp, n_real, n_cells, S, quiet=
         out["theory_t_learn"][good] = np.asarray(res.t_learn)[:k][ok]
         out["theory_ok"][zero] = ok.astype(np.int8)
         if not ok.all():
-            log.warning("sigma = 0 theory: the solver failed for %d network(s) of chunk %d; stored as NaN (theory_ok = 0)", int((~ok).sum()), chunk.index)
+            log.warning(
+                "sigma = 0 theory: the solver failed for %d network(s) of chunk %d; stored as NaN (theory_ok = 0)",
+                int((~ok).sum()),
+                chunk.index,
+            )
     return {k: v.reshape((n_cells, S) + v.shape[1:]) for k, v in out.items()}
 
 
@@ -283,8 +332,14 @@ class Progress:
         self.t0 = time.perf_counter()
         self.quiet = quiet
         self.bar = tqdm(
-            total=self.total, unit=" net-steps", unit_scale=True, disable=quiet or not _live(), leave=True, dynamic_ncols=True,
-            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]", desc="training",
+            total=self.total,
+            unit=" net-steps",
+            unit_scale=True,
+            disable=quiet or not _live(),
+            leave=True,
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+            desc="training",
         )
 
     def chunk_callback(self, n_networks: int, first_of_group: bool):
@@ -319,8 +374,13 @@ class Progress:
         if self.bar.disable and not self.quiet:  # not a terminal: one log line per chunk
             left = self.total - self.steady_work - self._compile_work
             eta = left * self.steady_s / self.steady_work if self.steady_work else float("nan")
-            log.info("%d networks done, elapsed %.1f s (compile %.1f s), ETA %.0f s", self.networks,
-                     time.perf_counter() - self.t0, self.compile_s, eta)
+            log.info(
+                "%d networks done, elapsed %.1f s (compile %.1f s), ETA %.0f s",
+                self.networks,
+                time.perf_counter() - self.t0,
+                self.compile_s,
+                eta,
+            )
 
     @property
     def run_s(self) -> float:
@@ -385,7 +445,9 @@ def run_sweep(
     t_wall = time.perf_counter()
     check_compute_dtype(spec)
     if process_count < 1 or not 0 <= process_index < process_count:
-        raise ValueError(f"process_index must be in [0, process_count), got {process_index} of {process_count}")
+        raise ValueError(
+            f"process_index must be in [0, process_count), got {process_index} of {process_count}"
+        )
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size}")
     over = check_budget(spec, estimate(spec, chunk_size=chunk_size, n_devices=n_devices))
@@ -402,7 +464,9 @@ def run_sweep(
         bad = verify_cells(g, spec, mine_cells)
         if len(bad):
             log.warning(
-                "%d cell(s) marked done in %s fail their checksum (missing or corrupt data); recomputing them", len(bad), store_path
+                "%d cell(s) marked done in %s fail their checksum (missing or corrupt data); recomputing them",
+                len(bad),
+                store_path,
             )
             done[bad] = False
     todo = [(c, c.cells[~done[c.cells]]) for c in mine]
@@ -411,14 +475,21 @@ def run_sweep(
     S = len(spec.grid.seed)
     if not todo:
         log.info("nothing to do: all %d chunks of %s are done", len(mine), store_path)
-        return RunSummary(str(store_path), len(plan.chunks), 0, skipped, 0, 0.0, 0.0, time.perf_counter() - t_wall, 0)
+        return RunSummary(
+            str(store_path), len(plan.chunks), 0, skipped, 0, 0.0, 0.0, time.perf_counter() - t_wall, 0
+        )
     if skipped:
         log.info("resuming: %d of %d chunks already done", skipped, len(mine))
     n_dev = plan.n_devices
     mesh = _mesh(n_dev)
     log.info(
         "running %d chunks (%d networks) on %d %s device(s), process %d/%d",
-        len(todo), sum(len(c) for _, c in todo) * S, n_dev, jax.default_backend(), process_index, process_count,
+        len(todo),
+        sum(len(c) for _, c in todo) * S,
+        n_dev,
+        jax.default_backend(),
+        process_index,
+        process_count,
     )
     loss_obj = make_loss(spec)
     prog = Progress(sum(len(c) for _, c in todo) * S, spec.train.steps, quiet)
@@ -438,8 +509,15 @@ def run_sweep(
     if diverged:
         log.warning("%d networks diverged (status = diverged in the store)", diverged)
     return RunSummary(
-        str(store_path), len(plan.chunks), len(todo), skipped, prog.networks, prog.compile_s, prog.run_s,
-        time.perf_counter() - t_wall, diverged,
+        str(store_path),
+        len(plan.chunks),
+        len(todo),
+        skipped,
+        prog.networks,
+        prog.compile_s,
+        prog.run_s,
+        time.perf_counter() - t_wall,
+        diverged,
     )
 
 
@@ -450,8 +528,8 @@ def check_compute_dtype(spec: SweepSpec) -> None:
 
     if spec.train.dtype == "float64" and not jax.config.read("jax_enable_x64"):
         raise ValueError(
-            "train.dtype = \"float64\" needs jax's 64-bit mode: call jax.config.update(\"jax_enable_x64\", True) "
-            "before run_sweep (the CLI does), or set train.dtype = \"float32\""
+            'train.dtype = "float64" needs jax\'s 64-bit mode: call jax.config.update("jax_enable_x64", True) '
+            'before run_sweep (the CLI does), or set train.dtype = "float32"'
         )
 
 
@@ -461,7 +539,9 @@ def _open_shared_store(spec, store_path, fresh, process_index, process_count, qu
     key = f"jaxrnn/store/{spec.config_hash}/{Path(store_path).resolve()}"
     client = _distributed_client() if process_count > 1 else None
     if process_index == 0:
-        g = open_store(store_path, spec, fresh=fresh, create=True, theory_inf=lambda: theory_infinite(spec, quiet))
+        g = open_store(
+            store_path, spec, fresh=fresh, create=True, theory_inf=lambda: theory_infinite(spec, quiet)
+        )
         if client is not None:
             client.key_value_set(key, store_id(g))
         return g
@@ -492,5 +572,3 @@ def pending_cells(store_path) -> int:
     from ._store import _open_group
 
     return int((~done_mask(_open_group(store_path, "r"))).sum())
-
-

@@ -183,7 +183,9 @@ class SweepSpec:
     def has_theory(self) -> bool:
         """Whether the reduced theories apply: exact loss, gradient flow, mean-field rates, overlay on."""
         t = self.train
-        return self.theory.overlay != "none" and t.loss == "exact" and self.is_flow and t.scaling == "mean_field"
+        return (
+            self.theory.overlay != "none" and t.loss == "exact" and self.is_flow and t.scaling == "mean_field"
+        )
 
     @property
     def t_end(self) -> float:
@@ -202,13 +204,17 @@ class SweepSpec:
     def spectra_indices(self) -> np.ndarray:
         """Indices of the log points nearest to `train.spectra_at`."""
         t = self.log_times()
-        return np.array(sorted({int(np.argmin(np.abs(t - s))) for s in self.train.spectra_at}), dtype=np.int64)
+        return np.array(
+            sorted({int(np.argmin(np.abs(t - s))) for s in self.train.spectra_at}), dtype=np.int64
+        )
 
     def paths(self, out: str | None = None) -> tuple[Path, Path]:
         """(store, figure folder); `out` (a folder) overrides both."""
         if out is not None:
             return Path(out) / f"{self.name}.zarr", Path(out) / self.name
-        return Path(self.output.store.format(name=self.name)), Path(self.output.figures.format(name=self.name))
+        return Path(self.output.store.format(name=self.name)), Path(
+            self.output.figures.format(name=self.name)
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -270,7 +276,9 @@ def spec_from_json(text: str) -> SweepSpec:
 def parse_override(text: str):
     """`section.key=value` -> (["section", "key"], value); value parsed as a TOML value, else a string."""
     if "=" not in text:
-        raise ConfigError([ConfigIssue("override", text, "must look like section.key=value, e.g. train.steps=200")])
+        raise ConfigError(
+            [ConfigIssue("override", text, "must look like section.key=value, e.g. train.steps=200")]
+        )
     key, raw = text.split("=", 1)
     key, raw = key.strip(), raw.strip()
     try:
@@ -292,7 +300,15 @@ def load_spec(path, overrides=(), *, name: str | None = None) -> SweepSpec:
     except UnicodeDecodeError:
         raise ConfigError([ConfigIssue("config", str(path), "is not UTF-8 text")]) from None
     if not raw and not overrides:
-        raise ConfigError([ConfigIssue("config", str(path), "is empty: a sweep needs at least a [grid] table (see sweeps/quickstart.toml)")])
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "config",
+                    str(path),
+                    "is empty: a sweep needs at least a [grid] table (see sweeps/quickstart.toml)",
+                )
+            ]
+        )
     raw.setdefault("name", name or path.stem)
     for ov in overrides:
         keys, value = parse_override(ov)
@@ -309,7 +325,11 @@ def _expand_axis(field, value, issues, *, integer=False):
     """A number, a list, or {linspace=[a,b,n]} / {logspace=[a,b,n]} (base 10 exponents) / {count=n}."""
     if isinstance(value, dict):
         if len(value) != 1 or next(iter(value)) not in ("linspace", "logspace", "count"):
-            issues.append(ConfigIssue(field, value, "a range must be one of {linspace=[a,b,n]}, {logspace=[a,b,n]}, {count=n}"))
+            issues.append(
+                ConfigIssue(
+                    field, value, "a range must be one of {linspace=[a,b,n]}, {logspace=[a,b,n]}, {count=n}"
+                )
+            )
             return None
         kind, args = next(iter(value.items()))
         if kind == "count":
@@ -324,7 +344,11 @@ def _expand_axis(field, value, issues, *, integer=False):
             or not isinstance(args[2], int)
             or not 1 <= args[2] <= 10_000
         ):
-            issues.append(ConfigIssue(field, value, f"{kind} needs [start, stop, n] with numbers and an integer n in [1, 10000]"))
+            issues.append(
+                ConfigIssue(
+                    field, value, f"{kind} needs [start, stop, n] with numbers and an integer n in [1, 10000]"
+                )
+            )
             return None
         fn = np.linspace if kind == "linspace" else np.logspace
         vals = [float(x) for x in fn(args[0], args[1], args[2])]
@@ -384,7 +408,9 @@ def _int_in(lo, hi):
 def _num_in(lo, hi, lo_open=True):
     b = "(" if lo_open else "["
     return lambda v: (
-        None if _is_num(v) and (v > lo if lo_open else v >= lo) and v <= hi else f"must be a number in {b}{lo}, {hi}]"
+        None
+        if _is_num(v) and (v > lo if lo_open else v >= lo) and v <= hi
+        else f"must be a number in {b}{lo}, {hi}]"
     )
 
 
@@ -402,10 +428,14 @@ def spec_from_dict(raw: dict, *, source: str = "") -> SweepSpec:
         raise ConfigError([ConfigIssue("config", raw, "must be a TOML table")])
     for key in raw:
         if key not in _TOP and key not in _SECTIONS:
-            issues.append(ConfigIssue(key, raw[key], f"unknown key; allowed: {', '.join(_TOP + tuple(_SECTIONS))}"))
+            issues.append(
+                ConfigIssue(key, raw[key], f"unknown key; allowed: {', '.join(_TOP + tuple(_SECTIONS))}")
+            )
     name = raw.get("name", "sweep")
     if not isinstance(name, str) or not name or not all(ch.isalnum() or ch in "-_." for ch in name):
-        issues.append(ConfigIssue("name", name, "must be a non-empty string of letters, digits, '-', '_' or '.'"))
+        issues.append(
+            ConfigIssue("name", name, "must be a non-empty string of letters, digits, '-', '_' or '.'")
+        )
         name = "sweep"
     description = raw.get("description", "")
     if not isinstance(description, str):
@@ -420,7 +450,9 @@ def spec_from_dict(raw: dict, *, source: str = "") -> SweepSpec:
         allowed = [f.name for f in dataclasses.fields(cls)]
         for k in val:
             if k not in allowed:
-                issues.append(ConfigIssue(f"{sec}.{k}", val[k], f"unknown key; allowed: {', '.join(allowed)}"))
+                issues.append(
+                    ConfigIssue(f"{sec}.{k}", val[k], f"unknown key; allowed: {', '.join(allowed)}")
+                )
         secs[sec] = val
 
     tr = _train(secs["train"], issues)
@@ -457,7 +489,11 @@ def _train(t, issues) -> TrainSpec:
     loss = g("loss", _one_of(LOSSES))
     horizon = t.get("horizon")
     if loss == "finite_horizon" and horizon is None:
-        issues.append(ConfigIssue("train.horizon", None, "is required with loss = \"finite_horizon\": a number in (0, 1e4]"))
+        issues.append(
+            ConfigIssue(
+                "train.horizon", None, 'is required with loss = "finite_horizon": a number in (0, 1e4]'
+            )
+        )
     elif horizon is not None:
         horizon = g("horizon", _num_in(0, 1e4))
     trainable = t.get("trainable", list(d.trainable))
@@ -467,7 +503,11 @@ def _train(t, issues) -> TrainSpec:
         or any(p not in ("W", "u", "v") for p in trainable)
         or len(set(trainable)) != len(trainable)
     ):
-        issues.append(ConfigIssue("train.trainable", trainable, "must be a non-empty list of distinct names from W, u, v"))
+        issues.append(
+            ConfigIssue(
+                "train.trainable", trainable, "must be a non-empty list of distinct names from W, u, v"
+            )
+        )
         trainable = list(d.trainable)
     spectra_at = t.get("spectra_at", [])
     if not isinstance(spectra_at, list) or not all(_is_num(x) and x >= 0 for x in spectra_at):
@@ -524,7 +564,11 @@ def _grid(gr, tr: TrainSpec, issues) -> GridSpec:
     opt = gr.get("optimizer", ["flow"])
     opt = opt if isinstance(opt, list) else [opt]
     if not opt or any(o not in OPTIMIZERS for o in opt) or len(set(opt)) != len(opt):
-        issues.append(ConfigIssue("grid.optimizer", gr.get("optimizer"), f"must be distinct names from {', '.join(OPTIMIZERS)}"))
+        issues.append(
+            ConfigIssue(
+                "grid.optimizer", gr.get("optimizer"), f"must be distinct names from {', '.join(OPTIMIZERS)}"
+            )
+        )
         opt = ["flow"]
     out["optimizer"] = tuple(opt)
     return GridSpec(**out)
@@ -540,14 +584,18 @@ def _output(o, grid, issues) -> OutputSpec:
         except (KeyError, IndexError, ValueError):
             ok = False
         if not ok:
-            issues.append(ConfigIssue(f"output.{key}", val, "must be a path; '{name}' is the only placeholder"))
+            issues.append(
+                ConfigIssue(f"output.{key}", val, "must be a path; '{name}' is the only placeholder")
+            )
     plots = o.get("plots", list(d.plots))
     if not isinstance(plots, list) or any(p not in PLOT_KINDS for p in plots):
         issues.append(ConfigIssue("output.plots", plots, f"must be a list of {', '.join(PLOT_KINDS)}"))
         plots = list(d.plots)
     formats = o.get("formats", list(d.formats))
     if not isinstance(formats, list) or not formats or any(f not in PLOT_FORMATS for f in formats):
-        issues.append(ConfigIssue("output.formats", formats, f"must be a non-empty list of {', '.join(PLOT_FORMATS)}"))
+        issues.append(
+            ConfigIssue("output.formats", formats, f"must be a non-empty list of {', '.join(PLOT_FORMATS)}")
+        )
         formats = list(d.formats)
     phase = o.get("phase", [])
     pairs = []
@@ -555,21 +603,47 @@ def _output(o, grid, issues) -> OutputSpec:
         phase = [phase]
     for p in phase:
         if not (isinstance(p, list) and len(p) == 2 and all(a in AXES[:5] for a in p) and p[0] != p[1]):
-            issues.append(ConfigIssue("output.phase", p, f"each entry must be a pair of different axes from {', '.join(AXES[:5])}"))
+            issues.append(
+                ConfigIssue(
+                    "output.phase",
+                    p,
+                    f"each entry must be a pair of different axes from {', '.join(AXES[:5])}",
+                )
+            )
             continue
         pairs.append(tuple(p))
-    return OutputSpec(store if isinstance(store, str) else d.store, figures if isinstance(figures, str) else d.figures, tuple(plots), tuple(formats), tuple(pairs))
+    return OutputSpec(
+        store if isinstance(store, str) else d.store,
+        figures if isinstance(figures, str) else d.figures,
+        tuple(plots),
+        tuple(formats),
+        tuple(pairs),
+    )
 
 
 def _cross_checks(spec: SweepSpec, issues):
     g, t = spec.grid, spec.train
     if t.target == "integrator" and any(w != 0 for w in g.w):
-        issues.append(ConfigIssue("grid.w", list(g.w), "must be [0] for train.target = \"integrator\" (use \"oscillator\")"))
+        issues.append(
+            ConfigIssue("grid.w", list(g.w), 'must be [0] for train.target = "integrator" (use "oscillator")')
+        )
     kinds = {o == "flow" for o in g.optimizer}
     if len(kinds) > 1:
-        issues.append(ConfigIssue("grid.optimizer", list(g.optimizer), "cannot mix \"flow\" (time = steps*dt) with step-based optimisers in one sweep"))
+        issues.append(
+            ConfigIssue(
+                "grid.optimizer",
+                list(g.optimizer),
+                'cannot mix "flow" (time = steps*dt) with step-based optimisers in one sweep',
+            )
+        )
     if spec.theory.overlay != "none" and t.scaling != "mean_field":
-        issues.append(ConfigIssue("theory.overlay", spec.theory.overlay, "the reduced theories need train.scaling = \"mean_field\"; use \"none\""))
+        issues.append(
+            ConfigIssue(
+                "theory.overlay",
+                spec.theory.overlay,
+                'the reduced theories need train.scaling = "mean_field"; use "none"',
+            )
+        )
     if spec.theory.overlay == "sigma0" and 0.0 not in g.sigma:
         issues.append(ConfigIssue("theory.overlay", "sigma0", "needs 0.0 among grid.sigma"))
     if t.n_log > t.steps + 1:
@@ -577,7 +651,9 @@ def _cross_checks(spec: SweepSpec, issues):
     t_end = spec.t_end
     for s in t.spectra_at:
         if s > t_end:
-            issues.append(ConfigIssue("train.spectra_at", s, f"must be <= the final time steps*dt = {t_end:g}"))
+            issues.append(
+                ConfigIssue("train.spectra_at", s, f"must be <= the final time steps*dt = {t_end:g}")
+            )
             break
     if "flow" in g.optimizer and t.loss in ("exact", "discrete") and not t.allow_unstable:
         # near the optimum the flow's stiffest Hessian eigenvalue is about 0.25 / c^3 (docs/concepts.md §4)
@@ -596,6 +672,14 @@ def _cross_checks(spec: SweepSpec, issues):
                     )
                 )
     if t.gramian == "low_rank" and (t.loss != "exact" or t.target != "integrator"):
-        issues.append(ConfigIssue("train.gramian", t.gramian, "\"low_rank\" needs train.loss = \"exact\" and train.target = \"integrator\" (real poles); use \"dense\""))
+        issues.append(
+            ConfigIssue(
+                "train.gramian",
+                t.gramian,
+                '"low_rank" needs train.loss = "exact" and train.target = "integrator" (real poles); use "dense"',
+            )
+        )
     if t.loss == "sampled" and t.burn_in >= t.sample_steps:
-        issues.append(ConfigIssue("train.burn_in", t.burn_in, f"must be < train.sample_steps = {t.sample_steps}"))
+        issues.append(
+            ConfigIssue("train.burn_in", t.burn_in, f"must be < train.sample_steps = {t.sample_steps}")
+        )

@@ -92,7 +92,9 @@ def check_store_path(path, *, for_writing: bool = True) -> None:
     path = Path(path)
     if path.exists() or path.is_symlink():
         if not path.is_dir():
-            raise StoreError(f"store path {path} exists and is not a folder: choose another --out or output.store")
+            raise StoreError(
+                f"store path {path} exists and is not a folder: choose another --out or output.store"
+            )
         if read_marker(path) is None and any(path.iterdir()):
             raise StoreError(
                 f"store path {path} is a folder that is not a jaxrnn store (no {MARKER} marker); refusing to write "
@@ -135,9 +137,17 @@ def remove_store(path) -> None:
 def _git_commit() -> str:
     try:
         here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
         if out.returncode == 0:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5)
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=here,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
             return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         pass
@@ -157,7 +167,7 @@ def provenance(spec: SweepSpec) -> dict:
         except PackageNotFoundError:
             versions[pkg] = "missing"
     devs = jax.devices()
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return {
         "Conventions": "CF-1.10, ACDD-1.3",
         "title": f"jaxrnn sweep {spec.name}",
@@ -193,7 +203,9 @@ def _complex_dtype(spec):
 
 
 def _create_array(g, name, shape, chunks, dtype, fill, dims, attrs=None):
-    a = g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, dimension_names=list(dims))
+    a = g.create_array(
+        name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, dimension_names=list(dims)
+    )
     if attrs:
         a.attrs.update(attrs)
     return a
@@ -201,7 +213,12 @@ def _create_array(g, name, shape, chunks, dtype, fill, dims, attrs=None):
 
 def _entries(spec: SweepSpec) -> list[str]:
     """Every top-level name a store of `spec` may hold (a superset; `remove_store` deletes only these)."""
-    return sorted(set(AXES) | {"seed", "t", "t_spectrum", "eig", "step", "done", "cell_checksum"} | set(NET_VARS) | set(INF_VARS))
+    return sorted(
+        set(AXES)
+        | {"seed", "t", "t_spectrum", "eig", "step", "done", "cell_checksum"}
+        | set(NET_VARS)
+        | set(INF_VARS)
+    )
 
 
 def create_store(path, spec: SweepSpec, theory_inf: dict | None = None, variables=None):
@@ -214,17 +231,26 @@ def create_store(path, spec: SweepSpec, theory_inf: dict | None = None, variable
         remove_store(path)
     path.mkdir(parents=True, exist_ok=True)
     store_id = uuid.uuid4().hex
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     marker = dict(
-        format="jaxrnn-store", schema_version=SCHEMA_VERSION, store_id=store_id, config_hash=spec.config_hash,
-        created=now, entries=_entries(spec),
+        format="jaxrnn-store",
+        schema_version=SCHEMA_VERSION,
+        store_id=store_id,
+        config_hash=spec.config_hash,
+        created=now,
+        entries=_entries(spec),
     )
     (path / MARKER).write_text(json.dumps(marker, indent=1) + "\n")  # first: from here on the folder is ours
     g = _open_group(path, "a")
     grid = spec.grid
     t = spec.log_times()
     si = spec.spectra_indices()
-    sizes = {a: len(grid.axis(a)) for a in AXES} | {"seed": len(grid.seed), "t": len(t), "t_spectrum": len(si), "eig": int(max(grid.N)) if len(si) else 0}
+    sizes = {a: len(grid.axis(a)) for a in AXES} | {
+        "seed": len(grid.seed),
+        "t": len(t),
+        "t_spectrum": len(si),
+        "eig": int(max(grid.N)) if len(si) else 0,
+    }
     real = spec.train.dtype
     cplx = _complex_dtype(spec)
     # coordinates
@@ -234,10 +260,18 @@ def create_store(path, spec: SweepSpec, theory_inf: dict | None = None, variable
     coords["t_spectrum"] = t[si] if len(si) else np.zeros(0)
     coords["eig"] = np.arange(sizes["eig"])
     for name, val in coords.items():
-        a = _create_array(g, name, val.shape, max(1, val.shape[0]), val.dtype, 0, (name,), COORDINATES[name].attrs)
+        a = _create_array(
+            g, name, val.shape, max(1, val.shape[0]), val.dtype, 0, (name,), COORDINATES[name].attrs
+        )
         if val.size:
             a[:] = val
-    o = g.create_array("optimizer", shape=(sizes["optimizer"],), chunks=(sizes["optimizer"],), dtype=str, dimension_names=["optimizer"])
+    o = g.create_array(
+        "optimizer",
+        shape=(sizes["optimizer"],),
+        chunks=(sizes["optimizer"],),
+        dtype=str,
+        dimension_names=["optimizer"],
+    )
     o.attrs.update(COORDINATES["optimizer"].attrs)
     o[:] = np.array(grid.optimizer, dtype=object)
     st = _create_array(g, "step", (len(t),), (len(t),), "int64", 0, ("t",), COORDINATES["step"].attrs)
@@ -253,18 +287,58 @@ def create_store(path, spec: SweepSpec, theory_inf: dict | None = None, variable
         dims = NET + extra
         shape = tuple(sizes[d] for d in dims)
         chunks = tuple(1 if d in AXES else max(1, sizes[d]) for d in dims)
-        dtype, fill = {"real": (real, np.nan), "complex": (cplx, complex(np.nan, np.nan)), "status": ("int8", STATUS_NOT_RUN), "int": ("int64", -1), "int8": ("int8", -1)}[kind]
-        _create_array(g, name, shape, chunks, dtype, fill, dims, {**attrs, "coordinates": "step"} if "t" in extra else attrs)
-    _create_array(g, "cell_checksum", tuple(sizes[a] for a in AXES), (1,) * len(AXES), "uint64", 0, AXES,
-                  dict(long_name="hash of the cell's stored per-network variables (integrity check)", units="1"))
-    _create_array(g, "done", tuple(sizes[a] for a in AXES), (1,) * len(AXES), "bool", False, AXES,
-                  dict(long_name="cell finished and written", units="1"))
+        dtype, fill = {
+            "real": (real, np.nan),
+            "complex": (cplx, complex(np.nan, np.nan)),
+            "status": ("int8", STATUS_NOT_RUN),
+            "int": ("int64", -1),
+            "int8": ("int8", -1),
+        }[kind]
+        _create_array(
+            g,
+            name,
+            shape,
+            chunks,
+            dtype,
+            fill,
+            dims,
+            {**attrs, "coordinates": "step"} if "t" in extra else attrs,
+        )
+    _create_array(
+        g,
+        "cell_checksum",
+        tuple(sizes[a] for a in AXES),
+        (1,) * len(AXES),
+        "uint64",
+        0,
+        AXES,
+        dict(long_name="hash of the cell's stored per-network variables (integrity check)", units="1"),
+    )
+    _create_array(
+        g,
+        "done",
+        tuple(sizes[a] for a in AXES),
+        (1,) * len(AXES),
+        "bool",
+        False,
+        AXES,
+        dict(long_name="cell finished and written", units="1"),
+    )
     if theory_inf:
         for name, (extra, kind, attrs) in INF_VARS.items():
             val = np.asarray(theory_inf[name])
             dims = INF_DIMS + extra
             dtype = real if kind == "real" else cplx
-            a = _create_array(g, name, val.shape, val.shape, dtype, np.nan if kind == "real" else complex(np.nan, np.nan), dims, attrs)
+            a = _create_array(
+                g,
+                name,
+                val.shape,
+                val.shape,
+                dtype,
+                np.nan if kind == "real" else complex(np.nan, np.nan),
+                dims,
+                attrs,
+            )
             a[...] = val.astype(dtype)
     g.attrs.update(provenance(spec))
     g.attrs["jaxrnn_store_id"] = store_id
@@ -289,8 +363,15 @@ def _read_attrs(path) -> dict:
 
 
 def open_store(
-    path, spec: SweepSpec, *, fresh: bool = False, create: bool = True, theory_inf=None, wait_s: float = 600.0,
-    store_id: str | None = None, variables=None,
+    path,
+    spec: SweepSpec,
+    *,
+    fresh: bool = False,
+    create: bool = True,
+    theory_inf=None,
+    wait_s: float = 600.0,
+    store_id: str | None = None,
+    variables=None,
 ):
     """Open the store for `spec`, creating it (process 0) or waiting for it (other processes).
 
@@ -400,7 +481,11 @@ def verify_cells(g, spec: SweepSpec, cells=None) -> np.ndarray:
     (default: every done cell)."""
     shape = spec.grid.shape
     done = done_mask(g).reshape(-1)
-    cells = np.flatnonzero(done) if cells is None else np.asarray([c for c in np.asarray(cells) if done[c]], dtype=np.int64)
+    cells = (
+        np.flatnonzero(done)
+        if cells is None
+        else np.asarray([c for c in np.asarray(cells) if done[c]], dtype=np.int64)
+    )
     names = cell_variables(g)
     arrays = {name: g[name] for name in names}
     ck = g["cell_checksum"]

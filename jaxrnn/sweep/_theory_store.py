@@ -36,11 +36,23 @@ def theory_spec(spec: SweepSpec) -> SweepSpec:
     if t.loss != "exact":
         issues.append(ConfigIssue("train.loss", t.loss, 'the theory describes the exact loss: use "exact"'))
     if not spec.is_flow:
-        issues.append(ConfigIssue("grid.optimizer", list(spec.grid.optimizer), 'the theory describes gradient flow: use ["flow"]'))
+        issues.append(
+            ConfigIssue(
+                "grid.optimizer",
+                list(spec.grid.optimizer),
+                'the theory describes gradient flow: use ["flow"]',
+            )
+        )
     if t.scaling != "mean_field":
-        issues.append(ConfigIssue("train.scaling", t.scaling, 'the theory describes mean-field rates: use "mean_field"'))
+        issues.append(
+            ConfigIssue("train.scaling", t.scaling, 'the theory describes mean-field rates: use "mean_field"')
+        )
     if t.trainable != ("W", "u", "v"):
-        issues.append(ConfigIssue("train.trainable", list(t.trainable), "the theory trains W, u and v: use [\"W\", \"u\", \"v\"]"))
+        issues.append(
+            ConfigIssue(
+                "train.trainable", list(t.trainable), 'the theory trains W, u and v: use ["W", "u", "v"]'
+            )
+        )
     if issues:
         raise ConfigError(issues)
     grid = dataclasses.replace(spec.grid, N=(float("inf"),), seed=(0,))
@@ -84,9 +96,12 @@ def run_theory_sweep(spec: SweepSpec, store_path, *, fresh: bool = False, quiet:
             batches = [(cells[k : k + 1], np.array([k])) for k in range(C.size) if not done[cells[k]]]
         for bcells, sel in batches:
             depth = 0 if sigma == 0 else spec.theory.depth
-            what = (f"sigma = {sigma:g}, exact reduction at {len(sel)} (c, w, eta) points" if sigma == 0 else
-                    f"sigma = {sigma:g}, c = {C.ravel()[sel[0]]:g}, w = {Wf.ravel()[sel[0]]:g}, eta = {E.ravel()[sel[0]]:g}: "
-                    f"Fock depth {depth}")
+            what = (
+                f"sigma = {sigma:g}, exact reduction at {len(sel)} (c, w, eta) points"
+                if sigma == 0
+                else f"sigma = {sigma:g}, c = {C.ravel()[sel[0]]:g}, w = {Wf.ravel()[sel[0]]:g}, eta = {E.ravel()[sel[0]]:g}: "
+                f"Fock depth {depth}"
+            )
             targets = _targets(tspec, C.ravel()[sel], Wf.ravel()[sel])
             eta = E.ravel()[sel]
             if sigma != 0:  # one cell: scalar target and eta
@@ -96,8 +111,16 @@ def run_theory_sweep(spec: SweepSpec, store_path, *, fresh: bool = False, quiet:
                 eta = float(eta[0])
             with _theory_status(quiet, what):
                 choice = theory.Sigma0(symmetric=True) if sigma == 0 else theory.Fock(depth)
-                res = theory.solve(targets, choice, t1=float(ts[-1]), eta=eta, ts=ts, sigma=float(sigma),
-                                   rtol=spec.theory.rtol, atol=spec.theory.atol)
+                res = theory.solve(
+                    targets,
+                    choice,
+                    t1=float(ts[-1]),
+                    eta=eta,
+                    ts=ts,
+                    sigma=float(sigma),
+                    rtol=spec.theory.rtol,
+                    atol=spec.theory.atol,
+                )
             n = len(sel)
             ok = np.asarray(res.ok).reshape(n)
             loss = np.where(ok[:, None], np.asarray(res.loss).reshape(n, -1), np.nan)
@@ -114,5 +137,13 @@ def run_theory_sweep(spec: SweepSpec, store_path, *, fresh: bool = False, quiet:
             solved += int(ok.sum())
             failed += int((~ok).sum())
     if failed:
-        log.warning("theory: the solver failed at %d cell(s); they are stored as NaN with status diverged", failed)
-    return dict(store=str(store_path), cells=grid.n_cells, solved=solved, failed=failed, wall_s=time.perf_counter() - t0)
+        log.warning(
+            "theory: the solver failed at %d cell(s); they are stored as NaN with status diverged", failed
+        )
+    return dict(
+        store=str(store_path),
+        cells=grid.n_cells,
+        solved=solved,
+        failed=failed,
+        wall_s=time.perf_counter() - t0,
+    )

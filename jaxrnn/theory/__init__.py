@@ -30,4 +30,8 @@ from ._solve import (
     solve as solve,
     theory_minus_simulation as theory_minus_simulation,
 )
-from ._twopole import two_pole_eigenvalues as two_pole_eigenvalues, two_pole_loss as two_pole_loss, two_pole_residues as two_pole_residues
+from ._twopole import (
+    two_pole_eigenvalues as two_pole_eigenvalues,
+    two_pole_loss as two_pole_loss,
+    two_pole_residues as two_pole_residues,
+)

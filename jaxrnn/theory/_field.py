@@ -106,7 +106,10 @@ def _assemble(x, c, Jc, second, rates, target, jacobian):
     assert H is not None  # jacobian=True
     HJ = [[_sum(_mul(H[m][p], Jc[p][j]) for p in range(4)) for j in range(n)] for m in range(4)]
     S = second(g)
-    J = [[-rates[i] * (_sum(_mul(Jc[m][i], HJ[m][j]) for m in range(4)) + S[i][j]) for j in range(n)] for i in range(n)]
+    J = [
+        [-rates[i] * (_sum(_mul(Jc[m][i], HJ[m][j]) for m in range(4)) + S[i][j]) for j in range(n)]
+        for i in range(n)
+    ]
     return f, J
 
 
@@ -130,8 +133,13 @@ def five_field(x, target, jacobian: bool):
         [-1.0, 0, -1.0, 0, 0],
         [de - 1.0, 2.0 * be, al - 1.0, 0, 0],
         [0, 0, 0, 2.0 * p, -2.0 * q],
-        [p * p - m0, 2.0 * p * q, -m0 - q * q, 2.0 * p * one_T + 2.0 * al * p + 2.0 * be * q,
-         -2.0 * q * one_T + 2.0 * be * p - 2.0 * de * q],
+        [
+            p * p - m0,
+            2.0 * p * q,
+            -m0 - q * q,
+            2.0 * p * one_T + 2.0 * al * p + 2.0 * be * q,
+            -2.0 * q * one_T + 2.0 * be * p - 2.0 * de * q,
+        ],
     ]
 
     def second(g):

@@ -68,8 +68,20 @@ def fock_space(sigma: float, depth: int, tail: int):
     return C, E
 
 
-def solve_fock(target, sigma, ts, *, eta: float | ArrayLike = 1.0, depth=1, tail=12, rtol=1e-8, atol=1e-10, max_steps=100_000,
-               threshold=1e-2, doublings=24):
+def solve_fock(
+    target,
+    sigma,
+    ts,
+    *,
+    eta: float | ArrayLike = 1.0,
+    depth=1,
+    tail=12,
+    rtol=1e-8,
+    atol=1e-10,
+    max_steps=100_000,
+    threshold=1e-2,
+    doublings=24,
+):
     """N -> inf finite-sigma theory at Krylov depth `depth` (one cell); returns a `TheoryResult`."""
     from ._krylov import _krylov_flow
 
@@ -80,13 +92,32 @@ def solve_fock(target, sigma, ts, *, eta: float | ArrayLike = 1.0, depth=1, tail
     theta0[d * d + d + d // 2] = 1.0  # b = Omega_2
     dtype = jnp.float64
     kind = target.kind  # the flow does not depend on it: one compiled program serves every kind
-    target = ExponentialSum(*(jnp.asarray(x, dtype) for x in (target.r_re, target.r_im, target.s_re, target.s_im)), kind="sum")
+    target = ExponentialSum(
+        *(jnp.asarray(x, dtype) for x in (target.r_re, target.r_im, target.s_re, target.s_im)), kind="sum"
+    )
     # _krylov_flow uses u = sqrt(D) E a, v = sqrt(D) E b with readout 1/D: k = b^T E^T e^{(W-I)t} E a.
-    ys, W, loss, ok, n = _krylov_flow(jnp.asarray(C, dtype), jnp.asarray(E, dtype), jnp.asarray(theta0, dtype), target,
-                                      jnp.asarray(eta, dtype), jnp.asarray(ts, dtype), rtol, atol, max_steps, doublings)
+    ys, W, loss, ok, n = _krylov_flow(
+        jnp.asarray(C, dtype),
+        jnp.asarray(E, dtype),
+        jnp.asarray(theta0, dtype),
+        target,
+        jnp.asarray(eta, dtype),
+        jnp.asarray(ts, dtype),
+        rtol,
+        atol,
+        max_steps,
+        doublings,
+    )
     ev = np.linalg.eigvals(np.asarray(W))
     outside = np.where(np.abs(ev) > sigma * (1 + 1e-6), ev, -np.inf)
     ev = np.concatenate([outside, np.full(ev.shape[:-1] + (1,), sigma + 0j)], -1)
-    out = dict(loss=np.asarray(loss), outlier=outlier_eigenvalue(ev, kind), ok=np.asarray(ok),
-               num_steps=np.asarray(n), theta=np.asarray(ys), dim=d, fock_dim=D)
+    out = dict(
+        loss=np.asarray(loss),
+        outlier=outlier_eigenvalue(ev, kind),
+        ok=np.asarray(ok),
+        num_steps=np.asarray(n),
+        theta=np.asarray(ys),
+        dim=d,
+        fock_dim=D,
+    )
     return make_result(ts, out, "fock", threshold)

@@ -75,14 +75,38 @@ def _krylov_flow(W0, Q, theta0, target, eta, ts, rtol, atol, max_steps, doubling
         _, g, _ = population_loss_and_grad(LinearRNN(W, u, v), target, doublings=doublings)
         return -eta * jnp.concatenate([(Q.T @ g.W @ Q).reshape(-1), sq * Q.T @ g.u, sq * Q.T @ g.v])
 
-    ys, ok, n = integrate(rhs, theta0, None, ts, rtol=rtol, atol=atol, max_steps=max_steps, solver=diffrax.Dopri8(),
-                          pcoeff=0.0, icoeff=1.0)
+    ys, ok, n = integrate(
+        rhs,
+        theta0,
+        None,
+        ts,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        solver=diffrax.Dopri8(),
+        pcoeff=0.0,
+        icoeff=1.0,
+    )
     W, u, v = jax.vmap(unpack)(ys)
-    loss = jax.vmap(lambda W, u, v: population_loss_and_grad(LinearRNN(W, u, v), target, doublings=doublings)[0])(W, u, v)
+    loss = jax.vmap(
+        lambda W, u, v: population_loss_and_grad(LinearRNN(W, u, v), target, doublings=doublings)[0]
+    )(W, u, v)
     return ys, W, loss, ok, n
 
 
-def solve_krylov(target, network, ts, *, eta: float | ArrayLike = 1.0, depth=0, rtol=1e-8, atol=1e-10, max_steps=100_000, threshold=1e-2, doublings=24):
+def solve_krylov(
+    target,
+    network,
+    ts,
+    *,
+    eta: float | ArrayLike = 1.0,
+    depth=0,
+    rtol=1e-8,
+    atol=1e-10,
+    max_steps=100_000,
+    threshold=1e-2,
+    doublings=24,
+):
     """Depth-k block-Krylov reduction for one network (W0, u0, v0); returns a `TheoryResult`.
 
     `outlier` is taken from the eigenvalues of the reduced model's full W = W0 + Q m Q^T (host eig), so it
@@ -92,8 +116,18 @@ def solve_krylov(target, network, ts, *, eta: float | ArrayLike = 1.0, depth=0, 
 
     if network.W.ndim > 2:
         cells = [
-            solve_krylov(target, LinearRNN(network.W[i], network.u[i], network.v[i]), ts, eta=eta, depth=depth, rtol=rtol,
-                         atol=atol, max_steps=max_steps, threshold=threshold, doublings=doublings)
+            solve_krylov(
+                target,
+                LinearRNN(network.W[i], network.u[i], network.v[i]),
+                ts,
+                eta=eta,
+                depth=depth,
+                rtol=rtol,
+                atol=atol,
+                max_steps=max_steps,
+                threshold=threshold,
+                doublings=doublings,
+            )
             for i in range(network.W.shape[0])
         ]
         out = {k: np.stack([c[k] for c in cells]) for k in ("loss", "outlier", "ok", "num_steps")}
@@ -101,18 +135,37 @@ def solve_krylov(target, network, ts, *, eta: float | ArrayLike = 1.0, depth=0, 
     Q = krylov_basis(network.W, network.u, network.v, depth)
     N, d = Q.shape
     sq = np.sqrt(N)
-    theta0 = np.concatenate([np.zeros(d * d), Q.T @ np.asarray(network.u) / sq, Q.T @ np.asarray(network.v) / sq])
+    theta0 = np.concatenate(
+        [np.zeros(d * d), Q.T @ np.asarray(network.u) / sq, Q.T @ np.asarray(network.v) / sq]
+    )
     dtype = jnp.float64
     # float64 arrays, kind dropped (the flow does not depend on it: one compiled program for every kind)
-    target = ExponentialSum(*(jnp.asarray(x, dtype) for x in (target.r_re, target.r_im, target.s_re, target.s_im)), kind=target.kind)
+    target = ExponentialSum(
+        *(jnp.asarray(x, dtype) for x in (target.r_re, target.r_im, target.s_re, target.s_im)),
+        kind=target.kind,
+    )
     kind = target.kind
     target = ExponentialSum(target.r_re, target.r_im, target.s_re, target.s_im, kind="sum")
-    ys, W, loss, ok, n = _krylov_flow(jnp.asarray(network.W, dtype), jnp.asarray(Q, dtype), jnp.asarray(theta0, dtype), target,
-                                      jnp.asarray(eta, dtype), jnp.asarray(ts, dtype), rtol, atol, max_steps, doublings)
+    ys, W, loss, ok, n = _krylov_flow(
+        jnp.asarray(network.W, dtype),
+        jnp.asarray(Q, dtype),
+        jnp.asarray(theta0, dtype),
+        target,
+        jnp.asarray(eta, dtype),
+        jnp.asarray(ts, dtype),
+        rtol,
+        atol,
+        max_steps,
+        doublings,
+    )
     W = np.asarray(W)
     out = dict(
-        loss=np.asarray(loss), outlier=outlier_eigenvalue(np.linalg.eigvals(W), kind), ok=np.asarray(ok),
-        num_steps=np.asarray(n), theta=np.asarray(ys), dim=d,
+        loss=np.asarray(loss),
+        outlier=outlier_eigenvalue(np.linalg.eigvals(W), kind),
+        ok=np.asarray(ok),
+        num_steps=np.asarray(n),
+        theta=np.asarray(ys),
+        dim=d,
         ritz=np.linalg.eigvals(np.einsum("ia,tij,jb->tab", Q, W, Q)),
     )
     return make_result(ts, out, "krylov", threshold)

@@ -9,7 +9,9 @@ import jax.numpy as jnp
 __all__ = ["integrate"]
 
 
-def integrate(rhs, y0, args, ts, *, rtol=1e-10, atol=1e-12, max_steps=100_000, solver=None, pcoeff=0.3, icoeff=0.4):
+def integrate(
+    rhs, y0, args, ts, *, rtol=1e-10, atol=1e-12, max_steps=100_000, solver=None, pcoeff=0.3, icoeff=0.4
+):
     """Integrate dy/dt = rhs(t, y, args) from ts[0], saving at `ts`.
 
     Kvaerno5 (an L-stable ESDIRK: the flow near the optimum has one stiff direction, docs/concepts.md §4)

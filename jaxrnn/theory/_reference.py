@@ -30,10 +30,22 @@ def _flow(network, target, eta, ts, rtol, atol, max_steps, doublings):
         _, g, _ = population_loss_and_grad(LinearRNN(W, u, v), target, doublings=doublings)
         return (-eta * g.W, -eta * N * g.u, -eta * N * g.v)
 
-    ys, ok, n = integrate(rhs, (network.W, network.u, network.v), None, ts, rtol=rtol, atol=atol,
-                          max_steps=max_steps, solver=diffrax.Dopri8(), pcoeff=0.0, icoeff=1.0)
+    ys, ok, n = integrate(
+        rhs,
+        (network.W, network.u, network.v),
+        None,
+        ts,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        solver=diffrax.Dopri8(),
+        pcoeff=0.0,
+        icoeff=1.0,
+    )
     W, u, v = ys
-    loss = jax.vmap(lambda W, u, v: population_loss_and_grad(LinearRNN(W, u, v), target, doublings=doublings)[0])(W, u, v)
+    loss = jax.vmap(
+        lambda W, u, v: population_loss_and_grad(LinearRNN(W, u, v), target, doublings=doublings)[0]
+    )(W, u, v)
     return W, u, v, loss, ok, n
 
 
@@ -66,6 +78,13 @@ def reference_flow(
     eigs = np.linalg.eigvals(W)
     out = outlier_eigenvalue(eigs, target.kind)
     return dict(
-        t=np.asarray(ts), W=W, u=np.asarray(u), v=np.asarray(v), loss=loss, outlier=out,
-        t_learn=learning_time(np.asarray(ts), loss), ok=bool(ok), num_steps=int(n),
+        t=np.asarray(ts),
+        W=W,
+        u=np.asarray(u),
+        v=np.asarray(v),
+        loss=loss,
+        outlier=out,
+        t_learn=learning_time(np.asarray(ts), loss),
+        ok=bool(ok),
+        num_steps=int(n),
     )

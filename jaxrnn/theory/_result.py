@@ -53,6 +53,11 @@ def make_result(ts, out: dict, method: str, threshold: float) -> TheoryResult:
     out = dict(out)
     loss = np.asarray(out.pop("loss"))
     return TheoryResult(
-        t=t, loss=loss, outlier=np.asarray(out.pop("outlier")), t_learn=learning_time(t, loss, threshold=threshold),
-        ok=np.asarray(out.pop("ok")), method=method, extra=out,
+        t=t,
+        loss=loss,
+        outlier=np.asarray(out.pop("outlier")),
+        t_learn=learning_time(t, loss, threshold=threshold),
+        ok=np.asarray(out.pop("ok")),
+        method=method,
+        extra=out,
     )

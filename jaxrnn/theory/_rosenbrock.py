@@ -121,7 +121,10 @@ def _rodas4_step(field, rates, y, h, args):
     sq = jnp.sqrt(jnp.asarray(rates, y.dtype))
     isq = 1.0 / sq
     # S_ij = delta_ij / (gamma h) - J_ij sqrt(R_j / R_i)
-    S = jnp.eye(n, dtype=y.dtype)[:, :, None] / (_GAMMA * h)[None, None, :] - J * (isq[:, None] * sq[None, :])[:, :, None]
+    S = (
+        jnp.eye(n, dtype=y.dtype)[:, :, None] / (_GAMMA * h)[None, None, :]
+        - J * (isq[:, None] * sq[None, :])[:, :, None]
+    )
     # optimization barriers: materialise the factor and each stage's k. Without them XLA's fusion duplicates
     # the elementwise producers into every consumer, and the chain of stages (each k_i depends on all earlier
     # ones) turns into repeated recomputation (measured: 13x slower steps for the 8-ODE, 8x for six chained solves)
@@ -146,7 +149,9 @@ def _rodas4_step(field, rates, y, h, args):
     return base + ks[4] + ks[5], ks[5], fac[2]
 
 
-def rodas4_batch(field, rates, y0, args, ts, *, rtol, atol, max_steps, n_saves=None, lanes=128, max_iterations=None):
+def rodas4_batch(
+    field, rates, y0, args, ts, *, rtol, atol, max_steps, n_saves=None, lanes=128, max_iterations=None
+):
     """Integrate dy/dt = f(y, args) for every cell, saving at the cell's own times.
 
     **Arguments:**
@@ -193,9 +198,17 @@ def rodas4_batch(field, rates, y0, args, ts, *, rtol, atol, max_steps, n_saves=N
     cells0 = jnp.arange(L, dtype=jnp.int32)
     out = jnp.full((B + 1, T, n), jnp.nan, dtype).at[:, 0].set(y0p)
     state = dict(
-        cell=cells0, y=y0p[cells0].T, t=tsp[cells0, 0], h=h0[cells0], k=jnp.ones(L, jnp.int32),
-        nst=jnp.zeros(L, jnp.int32), out=out, ok=jnp.zeros(B + 1, bool), steps=jnp.zeros(B + 1, jnp.int32),
-        ptr=jnp.asarray(L, jnp.int32), it=jnp.asarray(0, jnp.int32),
+        cell=cells0,
+        y=y0p[cells0].T,
+        t=tsp[cells0, 0],
+        h=h0[cells0],
+        k=jnp.ones(L, jnp.int32),
+        nst=jnp.zeros(L, jnp.int32),
+        out=out,
+        ok=jnp.zeros(B + 1, bool),
+        steps=jnp.zeros(B + 1, jnp.int32),
+        ptr=jnp.asarray(L, jnp.int32),
+        it=jnp.asarray(0, jnp.int32),
     )
     max_it = max_iterations if max_iterations is not None else max_steps * (B // L + 2)
 
@@ -235,9 +248,17 @@ def rodas4_batch(field, rates, y0, args, ts, *, rtol, atol, max_steps, n_saves=N
         ptr = jnp.minimum(s["ptr"] + jnp.sum(done.astype(jnp.int32)), B).astype(jnp.int32)
         fresh = done & (new < B)
         return dict(
-            cell=new, y=jnp.where(fresh, y0p[new].T, Y), t=jnp.where(fresh, tsp[new, 0], t),
-            h=jnp.where(fresh, h0[new], h_new), k=jnp.where(fresh, 1, k), nst=jnp.where(fresh, 0, nst),
-            out=out, ok=ok, steps=steps, ptr=ptr, it=s["it"] + 1,
+            cell=new,
+            y=jnp.where(fresh, y0p[new].T, Y),
+            t=jnp.where(fresh, tsp[new, 0], t),
+            h=jnp.where(fresh, h0[new], h_new),
+            k=jnp.where(fresh, 1, k),
+            nst=jnp.where(fresh, 0, nst),
+            out=out,
+            ok=ok,
+            steps=steps,
+            ptr=ptr,
+            it=s["it"] + 1,
         )
 
     s = jax.lax.while_loop(cond, body, state)

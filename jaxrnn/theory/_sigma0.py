@@ -148,7 +148,16 @@ def solve_eight(target: ExponentialSum, y0, eta, ts, *, rtol=1e-10, atol=1e-12, 
     rhs = lambda t, y, args: -args[1] * grad(y, args[0])
     ys, ok, n = integrate(rhs, y0, (target, eta), ts, rtol=rtol, atol=atol, max_steps=max_steps)
     loss, lp, lm, out = _observables8(ys, target)
-    return dict(y=ys, loss=loss, lambda_plus=lp, lambda_minus=lm, outlier=out, charge=eight_charge(ys), ok=ok, num_steps=n)
+    return dict(
+        y=ys,
+        loss=loss,
+        lambda_plus=lp,
+        lambda_minus=lm,
+        outlier=out,
+        charge=eight_charge(ys),
+        ok=ok,
+        num_steps=n,
+    )
 
 
 _FIVE_RATES = jnp.array([1.0, 0.5, 1.0, 0.5, 0.5])
@@ -161,7 +170,17 @@ def solve_five(target: ExponentialSum, z0, eta, ts, *, rtol=1e-10, atol=1e-12, m
     zs, ok, n = integrate(rhs, z0, (target, eta), ts, rtol=rtol, atol=atol, max_steps=max_steps)
     ys = eight_from_five(zs)
     loss, lp, lm, out = _observables8(ys, target)
-    return dict(z=zs, y=ys, loss=loss, lambda_plus=lp, lambda_minus=lm, outlier=out, charge=five_charge(zs), ok=ok, num_steps=n)
+    return dict(
+        z=zs,
+        y=ys,
+        loss=loss,
+        lambda_plus=lp,
+        lambda_minus=lm,
+        outlier=out,
+        charge=five_charge(zs),
+        ok=ok,
+        num_steps=n,
+    )
 
 
 # ------------------------------------------------------------------ whole grids: batched Rodas4 (the fast path)
@@ -177,8 +196,9 @@ def _grid_states_fn(target, y0, ts, n_saves, rtol, atol, max_steps, *, symmetric
     from ._field import EIGHT_RATES, FIVE_RATES, eight_field, five_field
 
     field, rates = (five_field, FIVE_RATES) if symmetric else (eight_field, EIGHT_RATES)
-    return rodas4_batch(field, rates, y0, target, ts, rtol=rtol, atol=atol, max_steps=max_steps, n_saves=n_saves,
-                        lanes=lanes)
+    return rodas4_batch(
+        field, rates, y0, target, ts, rtol=rtol, atol=atol, max_steps=max_steps, n_saves=n_saves, lanes=lanes
+    )
 
 
 _COMPILED: dict = {}
@@ -188,7 +208,12 @@ def _grid_states(target, y0, ts, n_saves, rtol, atol, max_steps, *, symmetric, l
     """`_grid_states_fn`, compiled ahead of time once per (shapes, symmetric, lanes) with LLVM's expensive
     passes off: on this elementwise program they cost ~30% of the compile time and no measurable run time."""
     args = (target, y0, ts, n_saves, rtol, atol, max_steps)
-    key = (jax.tree.structure(args), tuple((x.shape, x.dtype) for x in jax.tree.leaves(args)), symmetric, lanes)
+    key = (
+        jax.tree.structure(args),
+        tuple((x.shape, x.dtype) for x in jax.tree.leaves(args)),
+        symmetric,
+        lanes,
+    )
     if key not in _COMPILED:
         fn = jax.jit(functools.partial(_grid_states_fn, symmetric=symmetric, lanes=lanes))
         _COMPILED[key] = fn.lower(*args).compile(compiler_options={"xla_llvm_disable_expensive_passes": True})
@@ -203,7 +228,9 @@ def _grid_observables8(ys, target):
     return loss, lp, lm
 
 
-def solve_sigma0_grid(target: ExponentialSum, y0, eta, ts, *, symmetric: bool, rtol, atol, max_steps, lanes=256):
+def solve_sigma0_grid(
+    target: ExponentialSum, y0, eta, ts, *, symmetric: bool, rtol, atol, max_steps, lanes=256
+):
     """The sigma = 0 flow of every cell of a flat grid (cells first), in one compiled call.
 
     Time rescaling: the flow is dx/dt = -eta R grad L(x), so x_eta(t) = x_1(eta t); every cell is solved at
@@ -234,8 +261,17 @@ def solve_sigma0_grid(target: ExponentialSum, y0, eta, ts, *, symmetric: bool, r
     Tp = max(16, 1 << int(np.ceil(np.log2(T))))
     tpad = np.concatenate([ts, ts[-1] + np.arange(1, Tp - T + 1)])  # never reached: n_saves = T
     cell_ts = jnp.asarray(eta[idx, None] * tpad[None, :])
-    ys, ok, n = _grid_states(tg, y0, cell_ts, jnp.full(Bp, T, jnp.int32), jnp.float64(rtol), jnp.float64(atol),
-                             jnp.int32(max_steps), symmetric=symmetric, lanes=int(min(lanes, Bp)))
+    ys, ok, n = _grid_states(
+        tg,
+        y0,
+        cell_ts,
+        jnp.full(Bp, T, jnp.int32),
+        jnp.float64(rtol),
+        jnp.float64(atol),
+        jnp.int32(max_steps),
+        symmetric=symmetric,
+        lanes=int(min(lanes, Bp)),
+    )
     ys = ys[:, :T]
     inv = np.empty(B, int)
     inv[order] = np.arange(B)

@@ -95,13 +95,17 @@ def _choose(theory, sigma, network, depth, symmetric):
     """The theory object: explicit, or inferred from (sigma, network, depth) as documented in `solve`."""
     if theory is None:
         if network is None:
-            theory = Sigma0(symmetric) if sigma == 0.0 and not depth else Fock(depth if depth is not None else 2)
+            theory = (
+                Sigma0(symmetric) if sigma == 0.0 and not depth else Fock(depth if depth is not None else 2)
+            )
         elif not depth and not bool(np.any(np.asarray(network.W))):
             theory = Sigma0(symmetric)
         else:
             theory = Krylov(depth if depth is not None else 0)
         if symmetric and not isinstance(theory, Sigma0):
-            raise ValueError("symmetric=True applies to the sigma = 0 theory only (network W0 = 0 or sigma = 0)")
+            raise ValueError(
+                "symmetric=True applies to the sigma = 0 theory only (network W0 = 0 or sigma = 0)"
+            )
         return theory
     if depth is not None:
         raise ValueError("pass the depth inside the theory (Krylov(depth) or Fock(depth)), not as `depth`")
@@ -114,7 +118,9 @@ def _choose(theory, sigma, network, depth, symmetric):
             raise ValueError("Sigma0() needs a network with W0 = 0 (use Krylov(depth) for W0 != 0)")
     elif isinstance(theory, Krylov):
         if network is None:
-            raise ValueError("Krylov(depth) needs a finite-N `network` (or N and key); for N -> inf use Fock(depth)")
+            raise ValueError(
+                "Krylov(depth) needs a finite-N `network` (or N and key); for N -> inf use Fock(depth)"
+            )
     elif isinstance(theory, Fock):
         if network is not None:
             raise ValueError("Fock(depth) is the N -> inf theory and takes no `network` (use Krylov(depth))")
@@ -178,14 +184,33 @@ def solve(
         if isinstance(theory, Krylov):
             from ._krylov import solve_krylov
 
-            return solve_krylov(target, network, ts, eta=eta, depth=theory.depth, rtol=rtol, atol=atol,
-                                max_steps=max_steps, threshold=threshold)
+            return solve_krylov(
+                target,
+                network,
+                ts,
+                eta=eta,
+                depth=theory.depth,
+                rtol=rtol,
+                atol=atol,
+                max_steps=max_steps,
+                threshold=threshold,
+            )
         from ._fock import solve_fock
 
         if not sigma >= 0:
             raise ValueError(f"sigma must be >= 0, got {sigma!r}")
-        return solve_fock(target, sigma, ts, eta=eta, depth=theory.depth, tail=theory.tail, rtol=rtol, atol=atol,
-                          max_steps=max_steps, threshold=threshold)
+        return solve_fock(
+            target,
+            sigma,
+            ts,
+            eta=eta,
+            depth=theory.depth,
+            tail=theory.tail,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+            threshold=threshold,
+        )
 
 
 def _run_sigma0(target, eta, network, ts, symmetric, rtol, atol, max_steps, threshold):
@@ -195,12 +220,18 @@ def _run_sigma0(target, eta, network, ts, symmetric, rtol, atol, max_steps, thre
     else:
         nb = _network_batch(network)
         W, u, v = (jnp.asarray(x, jnp.float64) for x in (network.W, network.u, network.v))
-        y0 = np.asarray(jnp.vectorize(lambda W, u, v: eight_state_from_network(LinearRNN(W, u, v))[0],
-                                      signature="(n,n),(n),(n)->(k)")(W, u, v))
+        y0 = np.asarray(
+            jnp.vectorize(
+                lambda W, u, v: eight_state_from_network(LinearRNN(W, u, v))[0],
+                signature="(n,n),(n),(n)->(k)",
+            )(W, u, v)
+        )
         if symmetric:
             nu, nv = np.linalg.norm(y0[..., 4:6], axis=-1), np.linalg.norm(y0[..., 6:8], axis=-1)
             if np.any(np.abs(nu - nv) > 1e-12 * np.maximum(nu, 1.0)):
-                raise ValueError("symmetric=True (the 5-ODE) needs |u0| = |v0| (e.g. init_network(..., rescale_v=True))")
+                raise ValueError(
+                    "symmetric=True (the 5-ODE) needs |u0| = |v0| (e.g. init_network(..., rescale_v=True))"
+                )
     batch = _batch_shape(target, eta, nb)
     B = int(np.prod(batch, dtype=int))
     tg = _flatten_target(target, batch)
@@ -209,7 +240,9 @@ def _run_sigma0(target, eta, network, ts, symmetric, rtol, atol, max_steps, thre
     out = solve_sigma0_grid(tg, y0, e, ts, symmetric=symmetric, rtol=rtol, atol=atol, max_steps=max_steps)
     from ._sigma0 import _outlier
 
-    out["outlier"] = np.asarray(_outlier(jnp.asarray(out["lambda_plus"]), jnp.asarray(out["lambda_minus"]), target.kind))
+    out["outlier"] = np.asarray(
+        _outlier(jnp.asarray(out["lambda_plus"]), jnp.asarray(out["lambda_minus"]), target.kind)
+    )
     out = {k: v.reshape(tuple(batch) + v.shape[1:]) for k, v in out.items()}
     return make_result(ts, out, "5ode" if symmetric else "8ode", threshold)
 
@@ -221,7 +254,11 @@ def theory_minus_simulation(theory, simulation, *, eps: float = 1e-300) -> dict:
     `outlier_abs` (max over t of |d lambda|), `outlier_final_rel` (|d lambda(t1)| / |lambda_sim(t1)|) and
     `t_learn_rel` ((t_theory - t_sim) / t_sim), each with the grid's batch shape.
     """
-    get = lambda obj, k: np.asarray(obj[k] if isinstance(obj, dict) or hasattr(obj, "__getitem__") and not hasattr(obj, k) else getattr(obj, k))
+    get = lambda obj, k: np.asarray(
+        obj[k]
+        if isinstance(obj, dict) or hasattr(obj, "__getitem__") and not hasattr(obj, k)
+        else getattr(obj, k)
+    )
     Lt, Ls = get(theory, "loss"), get(simulation, "loss")
     Ot, Os = get(theory, "outlier"), get(simulation, "outlier")
     Tt, Ts = get(theory, "t_learn"), get(simulation, "t_learn")
