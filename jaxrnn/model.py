@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Key, PRNGKeyArray
 
 __all__ = ["LinearRNN", "init_network", "init_population", "network_key", "network_keys", "SCALINGS"]
 
@@ -76,7 +76,7 @@ def network_key(seed: int | jax.Array, index) -> PRNGKeyArray:
     return jax.random.fold_in(jax.random.key(seed), index)
 
 
-def network_keys(seed, indices) -> PRNGKeyArray:
+def network_keys(seed, indices) -> Key[Array, " M"]:
     """Keys of networks `indices` (an int M means 0..M-1); `seed` is one seed or one per network."""
     indices = jnp.arange(indices) if np.ndim(indices) == 0 else jnp.asarray(indices)
     seeds = jnp.broadcast_to(jnp.asarray(seed, jnp.uint32), indices.shape)
