@@ -112,14 +112,32 @@ def _scale(ax, axis, values):
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
 
 
+def _hatch_missing(ax, xs, ys, missing):
+    """Hatch the cells (j over ys, i over xs) where `missing`: undefined or not computed, never a colour
+    of the scale."""
+    from matplotlib.patches import Rectangle
+
+    ex, ey = _edges(xs), _edges(ys)
+    for j, i in zip(*np.nonzero(missing)):
+        ax.add_patch(
+            Rectangle(
+                (float(ex[i]), float(ey[j])),
+                float(ex[i + 1] - ex[i]),
+                float(ey[j + 1] - ey[j]),
+                fill=False,
+                hatch="//",
+                edgecolor="0.55",
+                lw=0,
+            )
+        )
+
+
 def phase_diagram(ds, x, y, out, formats=("png",)):
     """Heatmaps over (x, y) on the grid's own scale (log where geometric): the seed-mean t_learn, with
     the N -> inf sigma = 0 theory's t_learn beside it where it applies (the sigma = 0 cells), and
     |W(t_end) - W0|_op / sigma (undefined at sigma = 0, hatched), both with the rich/lazy boundary
     |dW|_op / sigma = 1 drawn as a contour."""
     plt = _plt()
-    from matplotlib.patches import Rectangle
-
     tl, desc = _fix_others(ds["t_learn"], (x, y))
     tl = tl.mean("seed", skipna=True).transpose(y, x).values
     xs, ys = ds[x].values.astype(float), ds[y].values.astype(float)
@@ -144,20 +162,7 @@ def phase_diagram(ds, x, y, out, formats=("png",)):
         im = ax.pcolormesh(_edges(xs), _edges(ys), masked, cmap=cmap, shading="flat")
         fig.colorbar(im, ax=ax, label=clabel)
         ex, ey = _edges(xs), _edges(ys)
-        for j, i in zip(
-            *np.nonzero(np.isnan(val))
-        ):  # undefined / not computed: hatched, never a colour of the scale
-            ax.add_patch(
-                Rectangle(
-                    (float(ex[i]), float(ey[j])),
-                    float(ex[i + 1] - ex[i]),
-                    float(ey[j + 1] - ey[j]),
-                    fill=False,
-                    hatch="//",
-                    edgecolor="0.55",
-                    lw=0,
-                )
-            )
+        _hatch_missing(ax, xs, ys, np.isnan(val))
         if len(axes) > 1 and ax is axes[1] and "sigma" in (x, y) and 0.0 in ds["sigma"].values:
             ax.text(
                 0.0
@@ -395,8 +400,6 @@ def theory_vs_simulation(ds, th, x, y, out, formats=("png",)):
     (x, y): (sim - theory) / theory, from a `jaxrnn theory` store `th` of the same grid (a subtraction,
     since both stores share names and layout). Cells the theory does not cover are hatched."""
     plt = _plt()
-    from matplotlib.patches import Rectangle
-
     sim, desc = _fix_others(ds["t_learn"], (x, y))
     sim = sim.mean("seed", skipna=True)
     thv = th["t_learn"].isel(seed=0, N=0)
@@ -419,19 +422,7 @@ def theory_vs_simulation(ds, th, x, y, out, formats=("png",)):
         ax=ax,
         label=r"$(t_{\rm learn}^{\rm sim} - t_{\rm learn}^{\rm theory}) / t_{\rm learn}^{\rm theory}$",
     )
-    ex, ey = _edges(xs), _edges(ys)
-    for j, i in zip(*np.nonzero(~np.isfinite(rel))):
-        ax.add_patch(
-            Rectangle(
-                (float(ex[i]), float(ey[j])),
-                float(ex[i + 1] - ex[i]),
-                float(ey[j + 1] - ey[j]),
-                fill=False,
-                hatch="//",
-                edgecolor="0.55",
-                lw=0,
-            )
-        )
+    _hatch_missing(ax, xs, ys, ~np.isfinite(rel))
     _scale(ax, "x", xs)
     _scale(ax, "y", ys)
     _bulk_edge_line(ds, ax, x, y, xs, ys)
