@@ -129,7 +129,7 @@ def test_failed_cell_reports_status():
 
 # ---------------------------------------------------------------- block-Krylov and Fock-space theories
 
-from jaxrnn.theory._fock import fock_space, solve_fock  # noqa: E402
+from jaxrnn.theory._fock import fock_compression, solve_fock  # noqa: E402
 from jaxrnn.theory._krylov import krylov_basis, solve_krylov  # noqa: E402
 
 
@@ -160,8 +160,7 @@ def test_fock_model_is_the_large_n_limit_of_the_krylov_compression():
     net = init_network(N, sigma, jax.random.key(5))
     Q = krylov_basis(net.W, net.u, net.v, 1)  # order: u, v, W u, W v, W^T u, W^T v
     H = Q.T @ np.asarray(net.W) @ Q
-    C, E = fock_space(sigma, 1, 2)
-    F = E.T @ C @ E  # order: copy 1 (Omega, e1, e2), copy 2 (Omega, e1, e2)
+    F = fock_compression(sigma, 1)  # order: copy 1 (Omega, e1, e2), copy 2 (Omega, e1, e2)
     perm = [0, 3, 1, 4, 2, 5]
     Fp = F[np.ix_(perm, perm)]
     assert np.max(np.abs(H - Fp)) < 6 * sigma / np.sqrt(N)
@@ -172,7 +171,7 @@ def test_fock_model_is_the_large_n_limit_of_the_krylov_compression():
 def test_fock_at_sigma0_is_the_infinite_n_8ode():
     ts = np.linspace(0.0, 3.0, 61)
     a = theory.solve(leaky_integrator(0.1), ts=ts, t1=3.0, rtol=1e-11, atol=1e-13)
-    b = solve_fock(leaky_integrator(0.1), 0.0, ts, depth=0, tail=2, rtol=1e-11, atol=1e-11)
+    b = solve_fock(leaky_integrator(0.1), 0.0, ts, depth=0, rtol=1e-11, atol=1e-11)
     assert np.max(np.abs(a.loss - b.loss) / a.loss) <= 1e-7
     assert np.max(np.abs(a.outlier - b.outlier)) <= 1e-7
 

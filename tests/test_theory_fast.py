@@ -175,7 +175,114 @@ def test_bad_options_raise(kwargs, match):
 def test_theory_objects_validate():
     with pytest.raises(ValueError, match="depth"):
         theory.Fock(-1)
-    with pytest.raises(ValueError, match="tail"):
-        theory.Fock(1, tail=0)
+    for bad in (dict(depth=8), dict(depth="deep"), dict(depth=True), dict(tol=0.0), dict(max_depth=0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            theory.Fock(**bad)
+    with pytest.raises(ValueError, match="sigma"):
+        theory.solve(leaky_integrator(0.1), t1=1.0, sigma=[0.1, -0.2])
+    with pytest.raises(ValueError, match="Fock"):
+        theory.solve(leaky_integrator(0.1), t1=1.0, sigma=[0.1, 0.2], N=8, key=jax.random.key(0))
     with pytest.raises(ValueError, match="depth"):
         theory.Krylov(1.5)
+
+
+# ---------------------------------------------------------------- the Fock theory (N -> inf, sigma > 0)
+
+
+def _chain_model(sigma, depth, tail):
+    """Independent reference: c = sigma (l1 + l2^*) on the words of length <= depth PLUS the chains 1^n w
+    (n <= tail, |w| = depth) that c reaches from them, both copies; and the inclusion E of the short words."""
+    import itertools
+
+    words = [()]
+    for L in range(1, depth + 1):
+        words += list(itertools.product((1, 2), repeat=L))
+    nk = len(words)
+    for L in range(depth + 1, depth + tail + 1):
+        words += [(1,) * (L - depth) + w for w in itertools.product((1, 2), repeat=depth)]
+    index = {w: i for i, w in enumerate(words)}
+    n = len(words)
+    C1 = np.zeros((n, n))
+    for w, i in index.items():
+        if (1,) + w in index:
+            C1[index[(1,) + w], i] += sigma
+        if w and w[0] == 2:
+            C1[index[w[1:]], i] += sigma
+    C = np.kron(np.eye(2), C1)
+    E = np.zeros((2 * n, 2 * nk))
+    E[np.arange(nk), np.arange(nk)] = 1.0
+    E[n + np.arange(nk), nk + np.arange(nk)] = 1.0
+    return C, E
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_fock_compression_is_exact_on_the_chain_model(depth):
+    """The tail T reached from the short words is invariant under W = c + E m E^T, so the loss and the
+    projected gradients of the chain model equal those of the d-dimensional compression (docs/concepts.md §6)."""
+    from jaxrnn.loss import population_loss_and_grad
+    from jaxrnn.model import LinearRNN
+    from jaxrnn.theory._fock import fock_compression
+
+    sigma, tail = 0.35, 6
+    C, E = _chain_model(sigma, depth, tail)
+    Ck = fock_compression(sigma, depth)
+    np.testing.assert_array_equal(E.T @ C @ E, Ck)
+    D, d = E.shape
+    rng = np.random.default_rng(depth)
+    m = 0.4 * rng.standard_normal((d, d)) / np.sqrt(d)  # W - I stays Hurwitz: the loss is finite
+    a, b = rng.standard_normal(d), rng.standard_normal(d)
+    target = leaky_integrator(0.1)
+    big = LinearRNN(
+        jnp.asarray(C + E @ m @ E.T), jnp.asarray(np.sqrt(D) * E @ a), jnp.asarray(np.sqrt(D) * E @ b)
+    )
+    small = LinearRNN(jnp.asarray(Ck + m), jnp.asarray(np.sqrt(d) * a), jnp.asarray(np.sqrt(d) * b))
+    Lb, gb, _ = population_loss_and_grad(big, target)
+    Ls, gs, _ = population_loss_and_grad(small, target)
+    assert abs(float(Lb) - float(Ls)) <= 1e-12 * abs(float(Ls))
+    np.testing.assert_allclose(E.T @ np.asarray(gb.W) @ E, np.asarray(gs.W), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.sqrt(D) * E.T @ np.asarray(gb.u), np.sqrt(d) * np.asarray(gs.u), atol=1e-12)
+    np.testing.assert_allclose(np.sqrt(D) * E.T @ np.asarray(gb.v), np.sqrt(d) * np.asarray(gs.v), atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def fock_grid():
+    ts = np.linspace(0.0, 2.0, 201)
+    sig = np.array([0.1, 0.3, 0.5])
+    c = np.array([[0.1], [0.2]])
+    return ts, sig, c, theory.solve(leaky_integrator(c), theory.Fock(1), sigma=sig, ts=ts, t1=2.0)
+
+
+def test_fock_grid_equals_per_cell_solves(fock_grid):
+    """One vmapped call over (c, sigma) gives each cell's own solve."""
+    ts, sig, c, r = fock_grid
+    assert r.loss.shape == (2, 3, ts.size) and r.ok.all()
+    for i, j in [(0, 0), (1, 2)]:
+        one = theory.solve(
+            leaky_integrator(float(c[i, 0])), theory.Fock(1), sigma=float(sig[j]), ts=ts, t1=2.0
+        )
+        np.testing.assert_allclose(r.loss[i, j], one.loss, rtol=1e-9)
+        np.testing.assert_allclose(r.outlier[i, j], one.outlier, atol=1e-9)
+
+
+def test_fock_truncation_error_and_auto_depth(fock_grid):
+    """`truncation_error` is |t_learn(k) - t_learn(k-1)| / t_learn(k); "auto" stops at the first depth under tol."""
+    ts, sig, c, r1 = fock_grid
+    r0 = theory.solve(leaky_integrator(c), theory.Fock(0), sigma=sig, ts=ts, t1=2.0)
+    np.testing.assert_allclose(
+        r1.extra["truncation_error"], np.abs(r1.t_learn - r0.t_learn) / r1.t_learn, rtol=1e-12
+    )
+    assert np.all(np.isnan(r0.extra["truncation_error"]))
+    tol = 0.09  # depth 1's estimates here: 0.079 (c = 0.1, sigma = 0.1), >= 0.10 elsewhere
+    auto = theory.solve(
+        leaky_integrator(c), theory.Fock("auto", tol=tol, max_depth=2), sigma=sig, ts=ts, t1=2.0
+    )
+    r2 = theory.solve(leaky_integrator(c), theory.Fock(2), sigma=sig, ts=ts, t1=2.0)
+    k = auto.extra["depth"]
+    good1 = r1.extra["truncation_error"] <= tol
+    np.testing.assert_array_equal(k, np.where(good1, 1, 2))  # depth 1 where its estimate passes, else 2
+    assert good1.any() and not good1.all()  # one cell passes at depth 1, the others need depth 2
+    np.testing.assert_allclose(auto.loss, np.where(good1[..., None], r1.loss, r2.loss), rtol=1e-9)
+    np.testing.assert_allclose(
+        auto.extra["truncation_error"],
+        np.where(good1, r1.extra["truncation_error"], r2.extra["truncation_error"]),
+    )

@@ -90,52 +90,42 @@ def run_theory_sweep(spec: SweepSpec, store_path, *, fresh: bool = False, quiet:
         cells = flat[0, i].reshape(-1)  # (c, w, eta, optimizer) in C order; one optimizer ("flow")
         if done[cells].all():
             continue
-        if sigma == 0:  # the exact reduction: every (c, w, eta) in one vmapped call
-            batches = [(cells, np.arange(C.size))]
-        else:  # the Fock theory solves one cell per call: write cell by cell, so a resume loses at most one
-            batches = [(cells[k : k + 1], np.array([k])) for k in range(C.size) if not done[cells[k]]]
-        for bcells, sel in batches:
-            depth = 0 if sigma == 0 else spec.theory.depth
-            what = (
-                f"sigma = {sigma:g}, exact reduction at {len(sel)} (c, w, eta) points"
-                if sigma == 0
-                else f"sigma = {sigma:g}, c = {C.ravel()[sel[0]]:g}, w = {Wf.ravel()[sel[0]]:g}, eta = {E.ravel()[sel[0]]:g}: "
-                f"Fock depth {depth}"
+        # one vmapped call per sigma row: every (c, w, eta) at once (sigma = 0: the exact reduction; sigma > 0:
+        # the Fock-space theory); a resume loses at most the row in progress
+        depth = 0 if sigma == 0 else spec.theory.depth
+        what = (
+            f"sigma = {sigma:g}: exact reduction at {C.size} (c, w, eta) points"
+            if sigma == 0
+            else f"sigma = {sigma:g}: Fock depth {depth} at {C.size} (c, w, eta) points"
+        )
+        targets = _targets(tspec, C.ravel(), Wf.ravel())
+        with _theory_status(quiet, what):
+            choice = theory.Sigma0(symmetric=True) if sigma == 0 else theory.Fock(depth)
+            res = theory.solve(
+                targets,
+                choice,
+                t1=float(ts[-1]),
+                eta=E.ravel(),
+                ts=ts,
+                sigma=float(sigma),
+                rtol=spec.theory.rtol,
+                atol=spec.theory.atol,
             )
-            targets = _targets(tspec, C.ravel()[sel], Wf.ravel()[sel])
-            eta = E.ravel()[sel]
-            if sigma != 0:  # one cell: scalar target and eta
-                import jax
-
-                targets = jax.tree.map(lambda x: x[0], targets)
-                eta = float(eta[0])
-            with _theory_status(quiet, what):
-                choice = theory.Sigma0(symmetric=True) if sigma == 0 else theory.Fock(depth)
-                res = theory.solve(
-                    targets,
-                    choice,
-                    t1=float(ts[-1]),
-                    eta=eta,
-                    ts=ts,
-                    sigma=float(sigma),
-                    rtol=spec.theory.rtol,
-                    atol=spec.theory.atol,
-                )
-            n = len(sel)
-            ok = np.asarray(res.ok).reshape(n)
-            loss = np.where(ok[:, None], np.asarray(res.loss).reshape(n, -1), np.nan)
-            outlier = np.where(ok[:, None], np.asarray(res.outlier).reshape(n, -1), np.nan)
-            t_learn = np.where(ok, np.asarray(res.t_learn).reshape(n), np.nan)
-            status = np.where(ok, STATUS_OK, STATUS_DIVERGED).astype(np.int8)
-            data = {
-                "loss": loss[:, None, :],  # (cells, seed = 1, t)
-                "outlier": outlier[:, None, :],
-                "t_learn": t_learn[:, None],
-                "status": status[:, None],
-            }
-            write_cells(g, tspec, bcells, data)
-            solved += int(ok.sum())
-            failed += int((~ok).sum())
+        n = C.size
+        ok = np.asarray(res.ok).reshape(n)
+        loss = np.where(ok[:, None], np.asarray(res.loss).reshape(n, -1), np.nan)
+        outlier = np.where(ok[:, None], np.asarray(res.outlier).reshape(n, -1), np.nan)
+        t_learn = np.where(ok, np.asarray(res.t_learn).reshape(n), np.nan)
+        status = np.where(ok, STATUS_OK, STATUS_DIVERGED).astype(np.int8)
+        data = {
+            "loss": loss[:, None, :],  # (cells, seed = 1, t)
+            "outlier": outlier[:, None, :],
+            "t_learn": t_learn[:, None],
+            "status": status[:, None],
+        }
+        write_cells(g, tspec, cells, data)
+        solved += int(ok.sum())
+        failed += int((~ok).sum())
     if failed:
         log.warning(
             "theory: the solver failed at %d cell(s); they are stored as NaN with status diverged", failed

@@ -40,17 +40,23 @@ class Krylov(eqx.Module):
 
 
 class Fock(eqx.Module):
-    """N -> inf finite-sigma theory: the Fock-space limit of `Krylov` at depth `depth` >= 0, chains truncated
-    at `tail` >= 1 (docs/theory.md section 4)."""
+    """N -> inf finite-sigma theory: the Fock-space limit of `Krylov` at depth `depth` (docs/concepts.md §6).
 
-    depth: int = eqx.field(static=True, default=2)
-    tail: int = eqx.field(static=True, default=12)
+    `depth`: an integer in 0..7, or "auto": per cell, the smallest depth in 1..`max_depth` whose estimated
+    truncation error (depth k against k - 1, relative change of t_learn) is <= `tol`."""
+
+    depth: int | str = eqx.field(static=True, default=2)
+    tol: float = eqx.field(static=True, default=1e-2)
+    max_depth: int = eqx.field(static=True, default=5)
 
     def __check_init__(self):
-        if not isinstance(self.depth, (int, np.integer)) or self.depth < 0:
-            raise ValueError(f"Fock depth must be an integer >= 0, got {self.depth!r}")
-        if not isinstance(self.tail, (int, np.integer)) or self.tail < 1:
-            raise ValueError(f"Fock tail must be an integer >= 1, got {self.tail!r}")
+        ok_int = lambda x, hi: isinstance(x, (int, np.integer)) and not isinstance(x, bool) and 0 <= x <= hi
+        if not (self.depth == "auto" or ok_int(self.depth, 7)):
+            raise ValueError(f"Fock depth must be an integer in 0..7 or 'auto', got {self.depth!r}")
+        if not ok_int(self.max_depth, 7) or self.max_depth < 1:
+            raise ValueError(f"Fock max_depth must be an integer in 1..7, got {self.max_depth!r}")
+        if not (isinstance(self.tol, (int, float)) and 0 < self.tol < 1):
+            raise ValueError(f"Fock tol must be in (0, 1), got {self.tol!r}")
 
 
 def _batch_shape(target, eta, net_batch):
@@ -96,7 +102,9 @@ def _choose(theory, sigma, network, depth, symmetric):
     if theory is None:
         if network is None:
             theory = (
-                Sigma0(symmetric) if sigma == 0.0 and not depth else Fock(depth if depth is not None else 2)
+                Sigma0(symmetric)
+                if np.all(np.asarray(sigma) == 0.0) and not depth
+                else Fock(depth if depth is not None else 2)
             )
         elif not depth and not bool(np.any(np.asarray(network.W))):
             theory = Sigma0(symmetric)
@@ -112,7 +120,7 @@ def _choose(theory, sigma, network, depth, symmetric):
     if symmetric:
         raise ValueError("pass Sigma0(symmetric=True) instead of symmetric=True with an explicit theory")
     if isinstance(theory, Sigma0):
-        if sigma != 0.0:
+        if np.any(np.asarray(sigma) != 0.0):
             raise ValueError(f"Sigma0() is the sigma = 0 theory; got sigma = {sigma!r} (use Fock(depth))")
         if network is not None and bool(np.any(np.asarray(network.W))):
             raise ValueError("Sigma0() needs a network with W0 = 0 (use Krylov(depth) for W0 != 0)")
@@ -134,7 +142,7 @@ def solve(
     theory: Sigma0 | Krylov | Fock | None = None,
     *,
     t1: float,
-    sigma: float = 0.0,
+    sigma: float | ArrayLike = 0.0,
     eta: float | ArrayLike = 1.0,
     ts=None,
     n_save: int = 1001,
@@ -156,7 +164,8 @@ def solve(
     - a `network` (or `N` and `key`, drawn with `init_network(N, sigma, key)`) with W0 = 0: `Sigma0()`, the exact
       8-ODE from that network's u0, v0 (`symmetric=True` requires |u0| = |v0|).
     - a network with W0 != 0 (or `depth` >= 1 with a network): `Krylov(depth)` (depth 0 by default).
-    - `sigma > 0`, no network: `Fock(depth)` (depth 2 by default).
+    - `sigma > 0`, no network: `Fock(depth)` (depth 2 by default). `sigma` may be an array: it joins the
+      grid (Fock only), and every cell is solved in one vmapped call.
     Options that do not apply to the chosen theory raise ValueError.
 
     **Arguments:**
@@ -171,6 +180,8 @@ def solve(
     **Returns:** a `TheoryResult` (attributes or keys: `t`, `loss`, `outlier`, `t_learn`, `ok`, ...).
     """
     ts = _check(t1, ts, eta, rtol, atol, max_steps, threshold, n_save)
+    if np.ndim(sigma) and (network is not None or N is not None):
+        raise ValueError("an array of sigma applies to Fock(depth) only (no `network`, no `N`)")
     if network is None and N is not None:
         if key is None:
             raise ValueError("give `key` with `N` (or pass `network`)")
@@ -197,15 +208,16 @@ def solve(
             )
         from ._fock import solve_fock
 
-        if not sigma >= 0:
-            raise ValueError(f"sigma must be >= 0, got {sigma!r}")
+        if not (np.all(np.isfinite(sigma)) and np.all(np.asarray(sigma) >= 0)):
+            raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
         return solve_fock(
             target,
             sigma,
             ts,
             eta=eta,
             depth=theory.depth,
-            tail=theory.tail,
+            tol=theory.tol,
+            max_depth=theory.max_depth,
             rtol=rtol,
             atol=atol,
             max_steps=max_steps,
