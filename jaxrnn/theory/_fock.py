@@ -201,13 +201,36 @@ def solve_fock(
     batch = np.broadcast_shapes(np.shape(target.r_re)[:-1], np.shape(eta), np.shape(sigma))
     B = int(np.prod(batch, dtype=int))
     J = np.shape(target.r_re)[-1]
-    flat = ExponentialSum(
-        *(
-            np.broadcast_to(np.asarray(x, np.float64), tuple(batch) + (J,)).reshape(B, J)
-            for x in (target.r_re, target.r_im, target.s_re, target.s_im)
-        ),
-        kind="sum",
-    )
+    with jax.enable_x64(True):  # float64 whatever the global flag says (as `solve`)
+        flat = ExponentialSum(
+            *(
+                jnp.asarray(np.broadcast_to(np.asarray(x, np.float64), tuple(batch) + (J,)).reshape(B, J))
+                for x in (target.r_re, target.r_im, target.s_re, target.s_im)
+            ),
+            kind="sum",
+        )
+        return _solve_fock(
+            flat,
+            batch,
+            kind,
+            sigma,
+            eta,
+            ts,
+            depth,
+            tol,
+            max_depth,
+            rtol,
+            atol,
+            max_steps,
+            threshold,
+            doublings,
+        )
+
+
+def _solve_fock(
+    flat, batch, kind, sigma, eta, ts, depth, tol, max_depth, rtol, atol, max_steps, threshold, doublings
+):
+    B = flat.r_re.shape[0]
     sig = np.broadcast_to(np.asarray(sigma, np.float64), batch).reshape(B)
     e = np.broadcast_to(np.asarray(eta, np.float64), batch).reshape(B)
     args = (ts, rtol, atol, max_steps, doublings)
@@ -222,7 +245,14 @@ def solve_fock(
 
     everyone = np.arange(B)
     if depth == "auto":
-        final: dict | None = None
+        T = len(ts)
+        width = fock_dimension(max_depth) + 1  # eigenvalues of the deepest model, plus the bulk edge
+        final = dict(
+            loss=np.full((B, T), np.nan),
+            ev=np.full((B, T, width), -np.inf + 0j),
+            ok=np.zeros(B, bool),
+            num_steps=np.zeros(B, int),
+        )
         depths = np.full(B, -1)
         errors = np.full(B, np.nan)
         lo = at(0, everyone)
@@ -231,7 +261,11 @@ def solve_fock(
             hi = at(k, pending)
             err = _truncation_error(ts, hi, lo, threshold)
             accept = (err <= tol) | (k == max_depth) | ~np.isfinite(err)
-            final = _merge(final, hi, pending[accept], accept, B, len(ts))
+            cells = pending[accept]
+            for name in ("loss", "ok", "num_steps"):
+                final[name][cells] = hi[name][accept]
+            ev = hi["ev"][accept]
+            final["ev"][cells, :, : ev.shape[-1]] = ev
             depths[pending[accept]] = k
             errors[pending[accept]] = err[accept]
             keep = ~accept
@@ -239,9 +273,9 @@ def solve_fock(
             if not len(pending):
                 break
             lo = {name: v[keep] for name, v in hi.items()}
-        assert final is not None
         out, dims = final, np.vectorize(fock_dimension)(depths)
     else:
+        assert isinstance(depth, int)
         out = at(depth, everyone)
         depths = np.full(B, depth)
         dims = np.full(B, fock_dimension(depth))
@@ -262,25 +296,3 @@ def solve_fock(
         result["theta"] = out["theta"]  # ragged across depths under "auto"
     result = {k: np.asarray(v).reshape(tuple(batch) + np.shape(v)[1:]) for k, v in result.items()}
     return make_result(ts, result, "fock", threshold)
-
-
-def _merge(final, hi, cells, accept, B, T):
-    """Scatter the accepted cells of `hi` into the running result (eigenvalue arrays padded per depth)."""
-    if final is None:
-        final = dict(
-            loss=np.full((B, T), np.nan),
-            ev=None,
-            ok=np.zeros(B, bool),
-            num_steps=np.zeros(B, int),
-        )
-    final["loss"][cells] = hi["loss"][accept]
-    final["ok"][cells] = hi["ok"][accept]
-    final["num_steps"][cells] = hi["num_steps"][accept]
-    ev = hi["ev"][accept]
-    width = ev.shape[-1] if final["ev"] is None else max(ev.shape[-1], final["ev"].shape[-1])
-    pad = lambda x: np.concatenate([x, np.full(x.shape[:-1] + (width - x.shape[-1],), -np.inf + 0j)], -1)
-    if final["ev"] is None:
-        final["ev"] = np.full((B, T, width), -np.inf + 0j)
-    final["ev"] = pad(final["ev"])
-    final["ev"][cells] = pad(ev)
-    return final
