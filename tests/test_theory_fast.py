@@ -268,8 +268,10 @@ def test_fock_truncation_error_and_auto_depth(fock_grid):
     """`truncation_error` is |t_learn(k) - t_learn(k-1)| / t_learn(k); "auto" stops at the first depth under tol."""
     ts, sig, c, r1 = fock_grid
     r0 = theory.solve(leaky_integrator(c), theory.Fock(0), sigma=sig, ts=ts, t1=2.0)
+    # depth 0 is solved zero-padded inside depth 1's program for the estimate: the padding changes the
+    # solver's RMS error norm, hence its steps, so the two depth-0 solves agree to the tolerance, not to 1e-12
     np.testing.assert_allclose(
-        r1.extra["truncation_error"], np.abs(r1.t_learn - r0.t_learn) / r1.t_learn, rtol=1e-12
+        r1.extra["truncation_error"], np.abs(r1.t_learn - r0.t_learn) / r1.t_learn, rtol=1e-5
     )
     assert np.all(np.isnan(r0.extra["truncation_error"]))
     tol = 0.09  # depth 1's estimates here: 0.079 (c = 0.1, sigma = 0.1), >= 0.10 elsewhere
@@ -285,4 +287,6 @@ def test_fock_truncation_error_and_auto_depth(fock_grid):
     np.testing.assert_allclose(
         auto.extra["truncation_error"],
         np.where(good1, r1.extra["truncation_error"], r2.extra["truncation_error"]),
+        rtol=1e-5,  # "auto" compares with its own unpadded depth k - 1 (see above)
+        atol=1e-6,
     )

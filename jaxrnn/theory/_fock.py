@@ -56,7 +56,7 @@ from ..targets import ExponentialSum
 from ._ode import integrate
 from ._result import make_result
 
-__all__ = ["fock_compression", "solve_fock", "fock_dimension"]
+__all__ = ["fock_compression", "solve_fock", "fock_dimension", "smith_doublings"]
 
 
 def fock_dimension(depth: int) -> int:
@@ -98,9 +98,32 @@ def _initial_state(d: int) -> np.ndarray:
     return theta0
 
 
+def _embed(depth: int, size: int) -> np.ndarray:
+    """Indices of the depth-`depth` words inside the depth-`size` basis (size >= depth): the words of each copy
+    are ordered by length, so the shorter basis is a prefix of each copy's block."""
+    n, n_big = fock_dimension(depth) // 2, fock_dimension(size) // 2
+    return np.concatenate([np.arange(n), n_big + np.arange(n)])
+
+
+def smith_doublings(target: ExponentialSum) -> int:
+    """Smith doublings for the reduced exact loss: enough for the slowest mode the flow approaches.
+
+    The learned eigenvalue of W - I tends to -s_j (s_j = c_j +- i w_j, the target's poles), whose Cayley factor
+    (shift 1) is rho = |1 - s_j| / |1 + s_j|. We ask rho_eff^(2^K) < 1e-30 with 1 - rho_eff = (1 - rho) / 4 (margin
+    for transients on the way), i.e. 2^K > 4 * 69 / (1 - rho); clamped to 8..24. The Smith tail
+    max|F^(2^K)| is checked at every save time, so a flow that needed more is flagged (`ok = False`)."""
+    s = np.asarray(target.s_re, np.float64) + 1j * np.asarray(target.s_im, np.float64)
+    rho = np.max(np.abs(1 - s) / np.abs(1 + s))
+    return int(np.clip(np.ceil(np.log2(4 * 69.0 / max(1.0 - rho, 1e-12))), 8, 24))
+
+
 @functools.partial(jax.jit, static_argnames=("max_steps", "doublings"))
-def _fock_flow(C1, sigma, theta0, target, eta, ts, rtol, atol, max_steps, doublings):
-    """The d-dimensional flow for a batch of cells (sigma, target, eta: leading axis B); C1 = C_k at sigma 1."""
+def _fock_flow(C1, mask, sigma, theta0, target, eta, ts, rtol, atol, max_steps, doublings):
+    """The d-dimensional flow for a batch of cells (sigma, target, eta: leading axis B); C1 = C_k at sigma 1.
+
+    `mask` (0/1 over the state) restricts the flow to a shallower depth embedded in this d (C1 zero-padded):
+    the padded coordinates start at 0 and never move, so the impulse response is the shallower model's, and one
+    compiled program serves depth k and its truncation estimate at depth k - 1."""
     import diffrax
 
     d = C1.shape[0]
@@ -115,7 +138,7 @@ def _fock_flow(C1, sigma, theta0, target, eta, ts, rtol, atol, max_steps, doubli
     def cell(sigma, target, eta):
         def rhs(t, th, args):
             _, g, _ = population_loss_and_grad(network(th, sigma), target, doublings=doublings)
-            return -eta * jnp.concatenate([g.W.reshape(-1), sq * g.u, sq * g.v])
+            return -eta * mask * jnp.concatenate([g.W.reshape(-1), sq * g.u, sq * g.v])
 
         ys, ok, n = integrate(
             rhs,
@@ -129,39 +152,53 @@ def _fock_flow(C1, sigma, theta0, target, eta, ts, rtol, atol, max_steps, doubli
             pcoeff=0.0,
             icoeff=1.0,
         )
-        loss = jax.vmap(
-            lambda th: population_loss_and_grad(network(th, sigma), target, doublings=doublings)[0]
+        loss, _, tail = jax.vmap(
+            lambda th: population_loss_and_grad(network(th, sigma), target, doublings=doublings)
         )(ys)
         W = jax.vmap(lambda th: network(th, sigma).W)(ys)
-        return ys, W, loss, ok, n
+        # a Smith doubling that has not converged (tail not small) is a wrong loss: flag the cell
+        return ys, W, loss, ok & jnp.all(tail < 1e-8), n
 
     return jax.vmap(cell)(sigma, target, eta)
 
 
-def _solve_depth(target, sigma, eta, ts, depth, rtol, atol, max_steps, doublings):
-    """Flat cells (B,) at one depth: dict of numpy arrays with leading axis B."""
-    C1 = fock_compression(1.0, depth)
-    d = C1.shape[0]
+def _solve_depth(target, sigma, eta, ts, depth, size, rtol, atol, max_steps, doublings, per_call):
+    """Flat cells (B,) at `depth`, computed in the depth-`size` program, `per_call` cells per call: dict of numpy
+    arrays with leading axis B (eigenvalues and theta in the depth-`size` basis)."""
+    d = fock_dimension(size)
+    keep = _embed(depth, size)
+    C1 = np.zeros((d, d))
+    C1[np.ix_(keep, keep)] = fock_compression(1.0, depth)
+    inside = np.zeros(d)
+    inside[keep] = 1.0
+    mask = np.concatenate([np.outer(inside, inside).reshape(-1), inside, inside])
     f64 = jnp.float64
-    ys, W, loss, ok, n = _fock_flow(
-        jnp.asarray(C1, f64),
-        jnp.asarray(sigma, f64),
-        jnp.asarray(_initial_state(d), f64),
-        jax.tree.map(lambda x: jnp.asarray(x, f64), target),
-        jnp.asarray(eta, f64),
-        jnp.asarray(ts, f64),
-        rtol,
-        atol,
-        max_steps,
-        doublings,
-    )
-    ev = np.linalg.eigvals(np.asarray(W))  # (B, T, d): d <= 126 for depth <= 5, cheap on the host
+    B = len(sigma)
+    pieces = []
+    for start in range(0, B, per_call):
+        idx = np.minimum(np.arange(start, start + per_call), B - 1)  # the last call is padded with cell B - 1
+        pieces.append(
+            _fock_flow(
+                jnp.asarray(C1, f64),
+                jnp.asarray(mask, f64),
+                jnp.asarray(sigma[idx], f64),
+                jnp.asarray(_initial_state(d), f64),
+                jax.tree.map(lambda x, idx=idx: jnp.asarray(x[idx], f64), target),
+                jnp.asarray(eta[idx], f64),
+                jnp.asarray(ts, f64),
+                rtol,
+                atol,
+                max_steps,
+                doublings,
+            )
+        )
+    ys, W, loss, ok, n = (np.concatenate([np.asarray(p[i]) for p in pieces])[:B] for i in range(5))
+    ev = np.linalg.eigvals(W)  # (B, T, d): d <= 126 for depth <= 5, cheap on the host
     s = np.asarray(sigma)[:, None, None]
+    # eigenvalues of the padding are 0, inside the disk: never outliers
     outside = np.where(np.abs(ev) > s * (1 + 1e-6), ev, -np.inf)
     ev = np.concatenate([outside, np.broadcast_to(s + 0j, ev.shape[:-1] + (1,))], -1)
-    return dict(
-        loss=np.asarray(loss), ev=ev, ok=np.asarray(ok), num_steps=np.asarray(n), theta=np.asarray(ys)
-    )
+    return dict(loss=loss, ev=ev, ok=ok, num_steps=n, theta=ys)
 
 
 def _truncation_error(ts, hi, lo, threshold):
@@ -188,7 +225,7 @@ def solve_fock(
     atol=1e-10,
     max_steps=100_000,
     threshold=1e-2,
-    doublings=24,
+    doublings: int | None = None,
 ):
     """N -> inf finite-sigma theory over a grid of cells; returns a `TheoryResult`.
 
@@ -196,6 +233,7 @@ def solve_fock(
     in one vmapped call per depth. `depth`: an integer >= 0, or "auto" (per cell, the smallest depth in
     1..`max_depth` whose `truncation_error` is <= `tol`). Extras: `depth` (per cell), `truncation_error`
     (per cell, depth k against k - 1; NaN at depth 0), `dim` (d per cell), `num_steps`, `theta`.
+    `doublings`: Smith doublings of the reduced exact loss (default: `smith_doublings(target)`).
     """
     kind = target.kind  # the flow does not depend on it: one compiled program serves every kind
     batch = np.broadcast_shapes(np.shape(target.r_re)[:-1], np.shape(eta), np.shape(sigma))
@@ -233,15 +271,17 @@ def _solve_fock(
     B = flat.r_re.shape[0]
     sig = np.broadcast_to(np.asarray(sigma, np.float64), batch).reshape(B)
     e = np.broadcast_to(np.asarray(eta, np.float64), batch).reshape(B)
-    args = (ts, rtol, atol, max_steps, doublings)
+    K = smith_doublings(flat) if doublings is None else int(doublings)
+    # on CPU one cell per call (a vmapped adaptive solve steps every cell until the stiffest is done, and
+    # batching small matrices buys little there); on accelerators the whole grid in one call
+    one_by_one = jax.default_backend() == "cpu"
 
-    def at(depth, idx):
-        # pad the batch to a power of two (repeating cell idx[0]) so "auto" compiles O(log B) programs per depth
+    def at(depth, idx, size=None):
         n = len(idx)
-        padded = np.concatenate([idx, np.full((1 << (n - 1).bit_length()) - n, idx[0])]) if n < B else idx
-        sub = jax.tree.map(lambda x: x[padded], flat)
-        out = _solve_depth(sub, sig[padded], e[padded], ts, depth, *args[1:])
-        return {name: v[:n] for name, v in out.items()}
+        per_call = 1 if one_by_one else 1 << (n - 1).bit_length()  # powers of two: few compiled programs
+        sub = jax.tree.map(lambda x: x[idx], flat)
+        size = depth if size is None else size
+        return _solve_depth(sub, sig[idx], e[idx], ts, depth, size, rtol, atol, max_steps, K, per_call)
 
     everyone = np.arange(B)
     if depth == "auto":
@@ -255,7 +295,7 @@ def _solve_fock(
         )
         depths = np.full(B, -1)
         errors = np.full(B, np.nan)
-        lo = at(0, everyone)
+        lo = at(0, everyone, size=1)
         pending = everyone
         for k in range(1, max_depth + 1):
             hi = at(k, pending)
@@ -279,8 +319,8 @@ def _solve_fock(
         out = at(depth, everyone)
         depths = np.full(B, depth)
         dims = np.full(B, fock_dimension(depth))
-        if depth >= 1:
-            errors = _truncation_error(ts, out, at(depth - 1, everyone), threshold)
+        if depth >= 1:  # depth - 1 in the same compiled program (zero-padded): no second compilation
+            errors = _truncation_error(ts, out, at(depth - 1, everyone, size=depth), threshold)
         else:
             errors = np.full(B, np.nan)
     result = dict(
