@@ -6,7 +6,7 @@ Three measurements, each in this one process (so "first call" includes compilati
 1. one cell, depth 3, sigma = 0.3, c = 0.1 (t in [0, 3], 1001 save times, rtol 1e-8): first and warm call, t_learn
    against the independent N -> inf reference 0.516 +- 0.002 (extrapolated block-Krylov reductions up to N = 4096);
 2. a 16-point sigma grid (0.05 ... 0.8) at depth 3 in one call: first call and warm;
-3. the same grid with `Fock("auto", tol=1e-2)`: the depth each cell needed.
+3. the same grid with `Fock("auto", tol=1e-2, max_depth=4)`: the depth each cell needed.
 Every call also solves depth k - 1 for the truncation-error estimate; that cost is included.
 """
 
@@ -41,6 +41,10 @@ def main():
     def one():
         return theory.solve(target, theory.Fock(3), sigma=0.3, **kw)
 
+    print("| case | first call (s) | warm (s) | result |\n|---|---|---|---|", flush=True)
+    show = lambda row: print(
+        f"| {row['case']} | {row['first_s']:.1f} | {row['warm_s']:.1f} | {row['detail']} |", flush=True
+    )
     r, first = timed(one)
     _, warm = timed(one)
     err = (float(r.t_learn) - REFERENCE) / REFERENCE
@@ -53,6 +57,7 @@ def main():
             f"truncation estimate {float(r.extra['truncation_error']):.2%}, {int(r.extra['num_steps'])} steps",
         )
     ]
+    show(rows[-1])
     sig = np.linspace(0.05, 0.8, args.points)
 
     def grid():
@@ -70,19 +75,20 @@ def main():
             f"{float(np.nanmax(g.extra['truncation_error'])):.2%}",
         )
     )
-    a, first = timed(lambda: theory.solve(target, theory.Fock("auto", tol=1e-2), sigma=sig, **kw))
+    show(rows[-1])
+    a, first = timed(
+        lambda: theory.solve(target, theory.Fock("auto", tol=1e-2, max_depth=4), sigma=sig, **kw)
+    )
     depths = a.extra["depth"]
     rows.append(
         dict(
-            case='Fock("auto", tol=1e-2), same grid',
+            case='Fock("auto", tol=1e-2, max_depth=4), same grid',
             first_s=first,
             warm_s=float("nan"),
             detail="depths " + " ".join(str(int(k)) for k in depths),
         )
     )
-    print("| case | first call (s) | warm (s) | result |\n|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['case']} | {row['first_s']:.1f} | {row['warm_s']:.1f} | {row['detail']} |")
+    show(rows[-1])
     print("\nsigma:   " + " ".join(f"{s:.2f}" for s in sig))
     print("t_learn: " + " ".join(f"{t:.3f}" for t in np.asarray(g.t_learn)))
     if args.json:
