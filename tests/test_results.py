@@ -21,7 +21,8 @@ def test_train_result_to_xarray_equals_the_store_cell(tmp_path):
 
     spec = spec_from_dict(RAW)
     path = tmp_path / "s.zarr"
-    run_sweep(spec, path, n_devices=1, quiet=True)
+    # chunks of one cell (2 networks) on one device: the programs of the other tiny sweeps (test_sweep_run)
+    run_sweep(spec, path, chunk_size=2, n_devices=1, quiet=True)
     store = open_dataset(path).load()
     cell = np.array([1])  # sigma = 0.3
     net = _networks(spec, cell)

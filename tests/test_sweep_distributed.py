@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from jaxrnn.sweep import open_dataset
+from jaxrnn.sweep import load_spec, open_dataset, run_sweep
 
 CFG = """
 name = "dist"
@@ -58,21 +58,21 @@ def _data(path):
     return ds, {k: ds[k].values for k in ds.data_vars}
 
 
-def test_two_process_run_equals_one_process(tmp_path):  # ~50 s on 2 shared cores: 3 processes import jax
+def test_two_process_run_equals_one_process(tmp_path):
     _run(tmp_path)
 
 
 def _run(tmp_path):
     cfg = tmp_path / "dist.toml"
     cfg.write_text(CFG)
-    env = {
-        **os.environ,
-        "OPENBLAS_NUM_THREADS": "1",
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-    }
-    one = subprocess.run(_cmd(cfg, tmp_path / "one"), env=env, capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr
+    # the processes inherit the test session's XLA_FLAGS (4 host devices each, --devices 1 uses one) and
+    # its compilation cache: process 0's programs are the one-process run's (same devices, same flags),
+    # loaded from the cache; process 1's device has another global id, so it compiles its own
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu"}
+    # the one-process reference: in this process, with the same chunking and one device (the spec is
+    # test_sweep_run's RAW, so its programs are usually compiled already)
+    s = run_sweep(load_spec(cfg), tmp_path / "one" / "dist.zarr", chunk_size=2, n_devices=1, quiet=True)
+    assert s.chunks_run == 4
     # an existing finished store at the two-process path, replaced with --fresh: process 1 must wait for
     # process 0's new store, not open the old one (it would find every cell done and run nothing)
     shutil.copytree(tmp_path / "one" / "dist.zarr", tmp_path / "two" / "dist.zarr")

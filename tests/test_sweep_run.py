@@ -146,7 +146,9 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
         '[train]\ndt = 0.02\nsteps = 600\nn_log = 6\nspectra_at = [0.3]\n[theory]\noverlay = "none"\n'
     )
     # 600 steps make a chunk take ~0.3 s after compilation, longer than the random delay below, so at least
-    # one of the >= 2 chunks left when kill_at is reached is still to run when the kill lands
+    # one of the >= 2 chunks left when kill_at is reached is still to run when the kill lands. One device
+    # and chunks of 2, as in the tests above: the same programs, which the subprocesses load from the
+    # session's compilation cache (tests/conftest.py) instead of compiling them again
     out = tmp_path / "res"
     cmd = [
         sys.executable,
@@ -158,6 +160,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
         str(out),
         "--chunk-size",
         "2",
+        "--devices",
+        "1",
         "--no-plot",
         "--quiet",
     ]
@@ -178,7 +182,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     # an uninterrupted run, in-process, same chunking and devices (chunking is tested separately)
     from jaxrnn.sweep import load_spec
 
-    run_sweep(load_spec(cfg), tmp_path / "ref.zarr", chunk_size=2, quiet=True)
+    run_sweep(load_spec(cfg), tmp_path / "ref.zarr", chunk_size=2, n_devices=1, quiet=True)
     _assert_same(_data(store), _data(tmp_path / "ref.zarr"))
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "nothing to do" in again.stdout
