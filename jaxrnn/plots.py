@@ -157,6 +157,8 @@ def phase_diagram(ds, x, y, out, formats=("png",)):
         )
     X, Y = np.meshgrid(xs, ys)
     for ax, val, title, cmap, clabel in panels:
+        if val is tl and np.isnan(tl).any():  # say what a hatched learning-time cell means
+            title += "\nhatched: no t_learn (L stayed above 1e-2 L(0) until t_end, or the run failed)"
         ax.set_facecolor("0.85")
         masked = np.ma.masked_invalid(val)
         im = ax.pcolormesh(_edges(xs), _edges(ys), masked, cmap=cmap, shading="flat")
