@@ -85,14 +85,14 @@ def run(args):
     theories = {}
     for k in args.depths:
         t1 = time.perf_counter()
-        r = solve_fock(target, args.sigma, t, depth=k, tail=10, rtol=1e-9, atol=1e-11)
+        r = solve_fock(target, args.sigma, t, depth=k, rtol=1e-9, atol=1e-11)
         idx = np.searchsorted(t, t_out)
         theories[k] = dict(
             t_learn=float(r.t_learn),
             outlier=np.asarray(r.outlier)[idx].real.tolist(),
             ok=bool(np.all(r.ok)),
             wall_s=time.perf_counter() - t1,
-            fock_dim=int(r["fock_dim"]),
+            dim=int(r["dim"]),
         )
         print(f"# fock depth {k}: t_learn {float(r.t_learn):.5f}, {theories[k]['wall_s']:.0f} s", flush=True)
     out = dict(

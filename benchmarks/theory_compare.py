@@ -102,9 +102,9 @@ def main():
         else:
             for k in args.depths:
                 t0 = time.perf_counter()
-                r = solve_fock(target, sigma, ts, depth=k, tail=10, rtol=1e-9, atol=1e-11)
+                r = solve_fock(target, sigma, ts, depth=k, rtol=1e-9, atol=1e-11)
                 print(
-                    f"# fock depth {k}: {time.perf_counter() - t0:.1f} s, ok {bool(r.ok)}, dim X = {r['fock_dim']}",
+                    f"# fock depth {k}: {time.perf_counter() - t0:.1f} s, ok {bool(r.ok)}, d = {int(r['dim'])}",
                     flush=True,
                 )
                 rows.append((f"Fock depth {k}", np.full(args.seeds, float(r.t_learn))))
