@@ -17,12 +17,16 @@ def _take(tree, i):
     return jax.tree.map(lambda x: x[i : i + 1], tree)
 
 
+# `checks=0`: these tests are about trajectories, not the edge-of-stability check, whose Lanczos program costs
+# ~6 s of compilation per configuration; that check is tested in tests/test_stiff.py
+
+
 def test_gradient_flow_conserves_the_charge():
     pop = jaxrnn.init_population(12, 0.5, 0, 3)
     res = train(
         pop,
         jaxrnn.leaky_integrator(0.3),
-        method=jaxrnn.GradientFlow(0.005, "rk4"),
+        method=jaxrnn.GradientFlow(0.005, "rk4", checks=0),
         steps=400,
         n_log=5,
         compute_spectra=False,
@@ -33,7 +37,7 @@ def test_gradient_flow_conserves_the_charge():
     coarse = train(
         pop,
         jaxrnn.leaky_integrator(0.3),
-        method=jaxrnn.GradientFlow(0.05, "euler"),
+        method=jaxrnn.GradientFlow(0.05, "euler", checks=0),
         steps=40,
         n_log=2,
         compute_spectra=False,
@@ -46,7 +50,7 @@ def test_sigma_zero_weights_stay_in_span_of_u0_v0():
     res = train(
         pop,
         jaxrnn.damped_oscillator(0.2, 1.0),
-        method=jaxrnn.GradientFlow(0.01),
+        method=jaxrnn.GradientFlow(0.01, checks=0),
         steps=200,
         n_log=2,
         compute_spectra=False,
@@ -78,7 +82,7 @@ def test_population_equals_networks_trained_one_at_a_time_float32():
     pop = jaxrnn.init_population(10, 0.4, 1, M, dtype=jnp.float32)
     eta = np.array([1.0, 0.5, 2.0, 1.5])
     c = np.array([0.3, 0.5, 0.4, 0.6])
-    kw = dict(method=jaxrnn.GradientFlow(0.01), steps=100, n_log=3, compute_spectra=False)
+    kw = dict(method=jaxrnn.GradientFlow(0.01, checks=0), steps=100, n_log=3, compute_spectra=False)
     together = train(pop, jaxrnn.leaky_integrator(c, dtype=jnp.float32), eta=eta, **kw)
     assert together.loss.dtype == np.float32
     for i in range(M):
@@ -158,7 +162,7 @@ def test_integrator_acceptance_N128_float32():
     res = train(
         pop,
         jaxrnn.leaky_integrator(0.1, dtype=jnp.float32),
-        method=jaxrnn.GradientFlow(0.01),
+        method=jaxrnn.GradientFlow(0.01, checks=0),
         steps=300,
         n_log=31,
     )
@@ -175,7 +179,7 @@ def test_oscillator_acceptance_conjugate_pair():
     res = train(
         pop,
         jaxrnn.damped_oscillator(0.1, 1.0),
-        method=jaxrnn.GradientFlow(0.01),
+        method=jaxrnn.GradientFlow(0.01, checks=0),
         steps=1200,
         n_log=25,
         keep_spectra=True,
@@ -238,7 +242,7 @@ def test_low_rank_gramians_train_the_same_trajectory():
     (dt = 0.02 to t = 0.8 is past RK4's stability edge at c = 0.1 once learned: both blew up alike
     before the stability check flagged it; dt = 0.01 to t = 0.4 is stable.)"""
     pop = jaxrnn.init_population(32, 0.3, 0, 2)
-    kw = dict(method=jaxrnn.GradientFlow(0.01, "rk4"), steps=40, n_log=5, compute_spectra=False)
+    kw = dict(method=jaxrnn.GradientFlow(0.01, "rk4", checks=0), steps=40, n_log=5, compute_spectra=False)
     dense = train(pop, jaxrnn.leaky_integrator(0.1), **kw)
     low = train(pop, jaxrnn.leaky_integrator(0.1), loss=jaxrnn.ExactLoss(gramian="low_rank"), **kw)
     assert np.all(low.status == 0) and np.all(dense.status == 0)
