@@ -94,9 +94,10 @@ def handler(req):
             t0 = time.perf_counter()
             st = State(*key)
             st.run(1)
-            st.run(2)
-            _states[key] = st
+            # the first call as the other contenders time it (common.run_request): set-up, compile, one step
             rep["setup_s"] = time.perf_counter() - t0
+            st.run(2)  # untimed warm-up of the two-call difference `marginal` uses
+            _states[key] = st
         st = _states[key]
         n = int(req["n"])
         el, loss = st.marginal(n)
