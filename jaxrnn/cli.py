@@ -457,7 +457,7 @@ def _parser():
 def compilation_cache_env(env) -> dict[str, str]:
     """The environment the command adds for JAX's persistent compilation cache (docs/sweep.md).
 
-    Compilation dominates a small sweep (the quickstart's programs take ~25 s to compile on one core and
+    Compilation dominates a small sweep (the quickstart's programs take ~16 s to compile on one core and
     seconds to run), so the command keeps compiled programs on disk, in $XDG_CACHE_HOME/jaxrnn/xla (default
     ~/.cache/jaxrnn/xla), and a later run with the same shapes loads them. JAX keys every entry by the program,
     its compile options, the devices and the jax/jaxlib versions. An explicit JAX_COMPILATION_CACHE_DIR wins;
