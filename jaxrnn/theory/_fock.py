@@ -53,7 +53,7 @@ from ..loss import population_loss_and_grad
 from ..model import LinearRNN
 from ..observables import outlier_eigenvalue
 from ..targets import ExponentialSum
-from ._ode import integrate
+from ._ode import integrate_gradient_flow
 from ._result import make_result
 
 __all__ = ["fock_compression", "solve_fock", "fock_dimension", "smith_doublings"]
@@ -124,7 +124,6 @@ def _fock_flow(C1, mask, sigma, theta0, target, eta, ts, rtol, atol, max_steps, 
     `mask` (0/1 over the state) restricts the flow to a shallower depth embedded in this d (C1 zero-padded):
     the padded coordinates start at 0 and never move, so the impulse response is the shallower model's, and one
     compiled program serves depth k and its truncation estimate at depth k - 1."""
-    import diffrax
 
     d = C1.shape[0]
     sq = jnp.sqrt(jnp.asarray(d, C1.dtype))
@@ -140,18 +139,7 @@ def _fock_flow(C1, mask, sigma, theta0, target, eta, ts, rtol, atol, max_steps, 
             _, g, _ = population_loss_and_grad(network(th, sigma), target, doublings=doublings)
             return -eta * mask * jnp.concatenate([g.W.reshape(-1), sq * g.u, sq * g.v])
 
-        ys, ok, n = integrate(
-            rhs,
-            theta0,
-            None,
-            ts,
-            rtol=rtol,
-            atol=atol,
-            max_steps=max_steps,
-            solver=diffrax.Dopri8(),
-            pcoeff=0.0,
-            icoeff=1.0,
-        )
+        ys, ok, n = integrate_gradient_flow(rhs, theta0, ts, rtol=rtol, atol=atol, max_steps=max_steps)
         loss, _, tail = jax.vmap(
             lambda th: population_loss_and_grad(network(th, sigma), target, doublings=doublings)
         )(ys)
@@ -247,92 +235,70 @@ def solve_fock(
             ),
             kind="sum",
         )
-        return _solve_fock(
-            flat,
-            batch,
-            kind,
-            sigma,
-            eta,
-            ts,
-            depth,
-            tol,
-            max_depth,
-            rtol,
-            atol,
-            max_steps,
-            threshold,
-            doublings,
-        )
+        sig = np.broadcast_to(np.asarray(sigma, np.float64), batch).reshape(B)
+        e = np.broadcast_to(np.asarray(eta, np.float64), batch).reshape(B)
+        K = smith_doublings(flat) if doublings is None else int(doublings)
+        # on CPU one cell per call (a vmapped adaptive solve steps every cell until the stiffest is done, and
+        # batching small matrices buys little there); on accelerators the whole grid in one call
+        one_by_one = jax.default_backend() == "cpu"
 
+        def at(depth, idx, size=None):
+            n = len(idx)
+            per_call = 1 if one_by_one else 1 << (n - 1).bit_length()  # powers of two: few compiled programs
+            sub = jax.tree.map(lambda x: x[idx], flat)
+            size = depth if size is None else size
+            return _solve_depth(sub, sig[idx], e[idx], ts, depth, size, rtol, atol, max_steps, K, per_call)
 
-def _solve_fock(
-    flat, batch, kind, sigma, eta, ts, depth, tol, max_depth, rtol, atol, max_steps, threshold, doublings
-):
-    B = flat.r_re.shape[0]
-    sig = np.broadcast_to(np.asarray(sigma, np.float64), batch).reshape(B)
-    e = np.broadcast_to(np.asarray(eta, np.float64), batch).reshape(B)
-    K = smith_doublings(flat) if doublings is None else int(doublings)
-    # on CPU one cell per call (a vmapped adaptive solve steps every cell until the stiffest is done, and
-    # batching small matrices buys little there); on accelerators the whole grid in one call
-    one_by_one = jax.default_backend() == "cpu"
-
-    def at(depth, idx, size=None):
-        n = len(idx)
-        per_call = 1 if one_by_one else 1 << (n - 1).bit_length()  # powers of two: few compiled programs
-        sub = jax.tree.map(lambda x: x[idx], flat)
-        size = depth if size is None else size
-        return _solve_depth(sub, sig[idx], e[idx], ts, depth, size, rtol, atol, max_steps, K, per_call)
-
-    everyone = np.arange(B)
-    if depth == "auto":
-        T = len(ts)
-        width = fock_dimension(max_depth) + 1  # eigenvalues of the deepest model, plus the bulk edge
-        final = dict(
-            loss=np.full((B, T), np.nan),
-            ev=np.full((B, T, width), -np.inf + 0j),
-            ok=np.zeros(B, bool),
-            num_steps=np.zeros(B, int),
-        )
-        depths = np.full(B, -1)
-        errors = np.full(B, np.nan)
-        lo = at(0, everyone, size=1)
-        pending = everyone
-        for k in range(1, max_depth + 1):
-            hi = at(k, pending)
-            err = _truncation_error(ts, hi, lo, threshold)
-            accept = (err <= tol) | (k == max_depth) | ~np.isfinite(err)
-            cells = pending[accept]
-            for name in ("loss", "ok", "num_steps"):
-                final[name][cells] = hi[name][accept]
-            ev = hi["ev"][accept]
-            final["ev"][cells, :, : ev.shape[-1]] = ev
-            depths[pending[accept]] = k
-            errors[pending[accept]] = err[accept]
-            keep = ~accept
-            pending = pending[keep]
-            if not len(pending):
-                break
-            lo = {name: v[keep] for name, v in hi.items()}
-        out, dims = final, np.vectorize(fock_dimension)(depths)
-    else:
-        assert isinstance(depth, int)
-        out = at(depth, everyone)
-        depths = np.full(B, depth)
-        dims = np.full(B, fock_dimension(depth))
-        if depth >= 1:  # depth - 1 in the same compiled program (zero-padded): no second compilation
-            errors = _truncation_error(ts, out, at(depth - 1, everyone, size=depth), threshold)
-        else:
+        everyone = np.arange(B)
+        if depth == "auto":
+            T = len(ts)
+            width = fock_dimension(max_depth) + 1  # eigenvalues of the deepest model, plus the bulk edge
+            final = dict(
+                loss=np.full((B, T), np.nan),
+                ev=np.full((B, T, width), -np.inf + 0j),
+                ok=np.zeros(B, bool),
+                num_steps=np.zeros(B, int),
+            )
+            depths = np.full(B, -1)
             errors = np.full(B, np.nan)
-    result = dict(
-        loss=out["loss"],
-        outlier=outlier_eigenvalue(out["ev"], kind),
-        ok=out["ok"],
-        num_steps=out["num_steps"],
-        depth=depths,
-        truncation_error=errors,
-        dim=dims,
-    )
-    if depth != "auto":
-        result["theta"] = out["theta"]  # ragged across depths under "auto"
-    result = {k: np.asarray(v).reshape(tuple(batch) + np.shape(v)[1:]) for k, v in result.items()}
-    return make_result(ts, result, "fock", threshold)
+            lo = at(0, everyone, size=1)
+            pending = everyone
+            for k in range(1, max_depth + 1):
+                hi = at(k, pending)
+                err = _truncation_error(ts, hi, lo, threshold)
+                accept = (err <= tol) | (k == max_depth) | ~np.isfinite(err)
+                cells = pending[accept]
+                for name in ("loss", "ok", "num_steps"):
+                    final[name][cells] = hi[name][accept]
+                ev = hi["ev"][accept]
+                final["ev"][cells, :, : ev.shape[-1]] = ev
+                depths[pending[accept]] = k
+                errors[pending[accept]] = err[accept]
+                keep = ~accept
+                pending = pending[keep]
+                if not len(pending):
+                    break
+                lo = {name: v[keep] for name, v in hi.items()}
+            out, dims = final, np.vectorize(fock_dimension)(depths)
+        else:
+            assert isinstance(depth, int)
+            out = at(depth, everyone)
+            depths = np.full(B, depth)
+            dims = np.full(B, fock_dimension(depth))
+            if depth >= 1:  # depth - 1 in the same compiled program (zero-padded): no second compilation
+                errors = _truncation_error(ts, out, at(depth - 1, everyone, size=depth), threshold)
+            else:
+                errors = np.full(B, np.nan)
+        result = dict(
+            loss=out["loss"],
+            outlier=outlier_eigenvalue(out["ev"], kind),
+            ok=out["ok"],
+            num_steps=out["num_steps"],
+            depth=depths,
+            truncation_error=errors,
+            dim=dims,
+        )
+        if depth != "auto":
+            result["theta"] = out["theta"]  # ragged across depths under "auto"
+        result = {k: np.asarray(v).reshape(tuple(batch) + np.shape(v)[1:]) for k, v in result.items()}
+        return make_result(ts, result, "fock", threshold)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,7 +31,7 @@ from ..loss import population_loss_and_grad
 from ..model import LinearRNN
 from ..targets import ExponentialSum
 from ..observables import outlier_eigenvalue
-from ._ode import integrate
+from ._ode import integrate_gradient_flow
 from ._result import make_result
 
 __all__ = ["krylov_basis", "solve_krylov"]
@@ -75,18 +74,7 @@ def _krylov_flow(W0, Q, theta0, target, eta, ts, rtol, atol, max_steps, doubling
         _, g, _ = population_loss_and_grad(LinearRNN(W, u, v), target, doublings=doublings)
         return -eta * jnp.concatenate([(Q.T @ g.W @ Q).reshape(-1), sq * Q.T @ g.u, sq * Q.T @ g.v])
 
-    ys, ok, n = integrate(
-        rhs,
-        theta0,
-        None,
-        ts,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
-        solver=diffrax.Dopri8(),
-        pcoeff=0.0,
-        icoeff=1.0,
-    )
+    ys, ok, n = integrate_gradient_flow(rhs, theta0, ts, rtol=rtol, atol=atol, max_steps=max_steps)
     W, u, v = jax.vmap(unpack)(ys)
     loss = jax.vmap(
         lambda W, u, v: population_loss_and_grad(LinearRNN(W, u, v), target, doublings=doublings)[0]

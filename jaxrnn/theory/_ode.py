@@ -6,7 +6,7 @@ from __future__ import annotations
 import diffrax
 import jax.numpy as jnp
 
-__all__ = ["integrate"]
+__all__ = ["integrate", "integrate_gradient_flow"]
 
 
 def integrate(
@@ -38,3 +38,22 @@ def integrate(
     ys = sol.ys
     assert ys is not None  # SaveAt(ts=...) always saves
     return ys, ok, jnp.asarray(sol.stats["num_steps"])
+
+
+def integrate_gradient_flow(rhs, y0, ts, *, rtol, atol, max_steps):
+    """The Krylov, Fock and reference gradient flows: explicit Dopri8 with an integral step-size controller.
+
+    Their right-hand side is an O(D^3) Lyapunov solve, so a Jacobian for an implicit method would cost D^2 of
+    them (docs/theory.md); one choice for all three. **Returns:** `(ys, ok, num_steps)` as `integrate`."""
+    return integrate(
+        rhs,
+        y0,
+        None,
+        ts,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        solver=diffrax.Dopri8(),
+        pcoeff=0.0,
+        icoeff=1.0,
+    )

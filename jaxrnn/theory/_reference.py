@@ -8,7 +8,6 @@ theories at small N; it costs O(N^3) per right-hand side.
 
 from __future__ import annotations
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +16,7 @@ from ..loss import population_loss_and_grad
 from ..model import LinearRNN
 from ..observables import outlier_eigenvalue
 from ..targets import ExponentialSum
-from ._ode import integrate
+from ._ode import integrate_gradient_flow
 
 __all__ = ["reference_flow"]
 
@@ -30,17 +29,8 @@ def _flow(network, target, eta, ts, rtol, atol, max_steps, doublings):
         _, g, _ = population_loss_and_grad(LinearRNN(W, u, v), target, doublings=doublings)
         return (-eta * g.W, -eta * N * g.u, -eta * N * g.v)
 
-    ys, ok, n = integrate(
-        rhs,
-        (network.W, network.u, network.v),
-        None,
-        ts,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
-        solver=diffrax.Dopri8(),
-        pcoeff=0.0,
-        icoeff=1.0,
+    ys, ok, n = integrate_gradient_flow(
+        rhs, (network.W, network.u, network.v), ts, rtol=rtol, atol=atol, max_steps=max_steps
     )
     W, u, v = ys
     loss = jax.vmap(
