@@ -75,6 +75,8 @@ FIELDS = [
     ("train", "spectra_at", 0.5, "train.spectra_at"),
     ("train", "spectra_at", [-1.0], "train.spectra_at"),
     ("train", "allow_unstable", "true", "train.allow_unstable"),
+    ("train", "curvature_checks", -1, "train.curvature_checks"),
+    ("train", "curvature_checks", 2.0, "train.curvature_checks"),
     ("train", "epochs", 3, "train.epochs"),
     ("theory", "overlay", True, "theory.overlay"),
     ("theory", "rtol", 0.0, "theory.rtol"),

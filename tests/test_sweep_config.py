@@ -193,3 +193,13 @@ def test_gramian_reaches_the_loss():
     )
     assert make_loss(spec).gramian == "low_rank"
     assert make_loss(spec_from_dict({"grid": {"N": [4], "sigma": [0.1], "c": [0.5]}})).gramian == "dense"
+
+
+def test_curvature_checks_reach_the_flow():
+    from jaxrnn.sweep._runner import make_method
+
+    raw = {"grid": {"N": [4], "sigma": [0.1], "c": [0.5]}, "train": {"steps": 10, "n_log": 5}}
+    assert make_method(spec_from_dict(raw), "flow").checks == 8  # on by default
+    off = spec_from_dict({**raw, "train": {**raw["train"], "curvature_checks": 0}})
+    assert make_method(off, "flow").checks == 0 and make_method(off, "flow").curvature_checks(5) == (set(), 0)
+    assert off.config_hash != spec_from_dict(raw).config_hash  # the check decides a run's status

@@ -30,6 +30,7 @@ def valid_raw(draw):
         "solver": draw(st.sampled_from(["rk4", "euler"])),
         "dt": draw(st.floats(1e-5, 1e-3)),
         "allow_unstable": True,
+        "curvature_checks": draw(st.integers(0, 100_000)),
         "trainable": draw(st.lists(st.sampled_from(["W", "u", "v"]), min_size=1, max_size=3, unique=True)),
         "log_spacing": draw(st.sampled_from(["linear", "log"])),
     }
@@ -107,6 +108,9 @@ BAD_FIELDS = {
     ("train", "dtype"): st.sampled_from(["float16", "int32", "", "f64"]),
     ("train", "n_log"): st.one_of(bad_value, st.integers(max_value=1)),
     ("train", "solver"): st.text(max_size=5).filter(lambda s: s not in ("rk4", "euler")),
+    ("train", "curvature_checks"): st.one_of(
+        bad_value, st.integers(max_value=-1), st.integers(min_value=100_001), st.floats(0.5, 1.5)
+    ),
     ("theory", "rtol"): st.one_of(
         bad_value, st.floats(max_value=0.0), st.floats(min_value=0.011, max_value=1e9)
     ),
@@ -136,7 +140,7 @@ def test_invalid_configs_refused_with_one_line_naming_the_field(raw, field, data
 KILL_RAW = {
     "name": "kill",
     "grid": {"N": [4], "sigma": [0.0, 0.3], "c": [0.5, 0.8], "eta": [1.0, 2.0], "seed": {"count": 2}},
-    "train": {"dt": 0.02, "steps": 12, "n_log": 4},
+    "train": {"dt": 0.02, "steps": 12, "n_log": 4, "curvature_checks": 0},  # test_sweep_run's programs
     "theory": {"overlay": "none"},
 }
 

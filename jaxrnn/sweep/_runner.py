@@ -62,7 +62,7 @@ def make_method(spec: SweepSpec, optimizer: str):
     from ..train import GradientDescent, GradientFlow, OptaxOptimizer
 
     if optimizer == "flow":
-        return GradientFlow(spec.train.dt, spec.train.solver)
+        return GradientFlow(spec.train.dt, spec.train.solver, checks=spec.train.curvature_checks)
     if optimizer == "gd":
         return GradientDescent()
     if optimizer == "adam":

@@ -116,6 +116,7 @@ class TrainSpec:
     burn_in: int = 0  # sampled
     dt: float = 0.01  # gradient-flow step (flow time)
     solver: str = "rk4"
+    curvature_checks: int = 8  # flow: log points with a Lanczos edge-of-stability check; 0 = off
     steps: int = 1000
     n_log: int = 101
     log_spacing: str = "linear"
@@ -525,6 +526,7 @@ def _train(t, issues) -> TrainSpec:
         burn_in=g("burn_in", _int_in(0, 1_000_000)),
         dt=float(g("dt", _num_in(0, 10))),
         solver=g("solver", _one_of(("rk4", "euler"))),
+        curvature_checks=g("curvature_checks", _int_in(0, 100_000)),
         steps=steps,
         n_log=g("n_log", _int_in(2, 100_000)),
         log_spacing=g("log_spacing", _one_of(("linear", "log"))),
