@@ -9,13 +9,15 @@ def test_plot_kinds_png_pdf(tmp_path, capsys):
     spec = spec_from_dict(
         {
             "name": "p",
-            "grid": {"N": [4, 6], "sigma": [0.0, 0.3], "c": [0.5, 0.8], "seed": {"count": 2}},
-            "train": {"dt": 0.02, "steps": 20, "n_log": 5, "spectra_at": [0.0, 0.4]},
+            "grid": {"N": [4, 8], "sigma": [0.0, 0.3], "c": [0.5, 0.8], "seed": {"count": 2}},
+            "train": {"dt": 0.02, "steps": 20, "n_log": 5, "spectra_at": [0.0, 0.4], "curvature_checks": 0},
             "theory": {"overlay": "none"},
         }
     )
     store = tmp_path / "p.zarr"
-    run_sweep(spec, store, n_devices=1, quiet=True)
+    # chunks of one cell on one device, no curvature checks: the N = 4 programs are test_sweep_run's, the
+    # N = 8 ones test_theory_store's (same dt and loss doublings), loaded from the session's compilation cache
+    run_sweep(spec, store, chunk_size=2, n_devices=1, quiet=True)
     files = plot_store(
         store,
         tmp_path / "figs",

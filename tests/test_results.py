@@ -10,7 +10,7 @@ from jaxrnn.variables import NETWORK_VARIABLES
 RAW = {
     "name": "res",
     "grid": {"N": [4], "sigma": [0.0, 0.3], "c": [0.5], "seed": {"count": 2}},
-    "train": {"dt": 0.02, "steps": 20, "n_log": 5},
+    "train": {"dt": 0.02, "steps": 20, "n_log": 5, "curvature_checks": 0},  # test_sweep_run's programs
     "theory": {"overlay": "none"},
 }
 

@@ -13,7 +13,7 @@ from jaxrnn.sweep._store import MARKER, StoreError, StoreMismatch, read_marker, 
 RAW = {
     "name": "tiny",
     "grid": {"N": [4], "sigma": [0.0, 0.3], "c": [0.5, 0.8], "seed": {"count": 2}},
-    "train": {"dt": 0.02, "steps": 20, "n_log": 5},
+    "train": {"dt": 0.02, "steps": 20, "n_log": 5, "curvature_checks": 0},  # test_sweep_run's programs
     "theory": {"overlay": "none"},
 }
 SPEC = spec_from_dict(RAW)

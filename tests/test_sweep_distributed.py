@@ -23,6 +23,7 @@ dt = 0.02
 steps = 30
 n_log = 6
 spectra_at = [0.0, 0.4]
+curvature_checks = 0
 [theory]
 overlay = "none"
 """

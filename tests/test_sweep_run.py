@@ -16,7 +16,12 @@ from jaxrnn.sweep import StoreMismatch, open_dataset, run_sweep, spec_from_dict
 RAW = {
     "name": "tiny",
     "grid": {"N": [4], "sigma": [0.0, 0.3], "c": [0.5, 0.8], "seed": {"count": 2}},
-    "train": {"dt": 0.02, "steps": 30, "n_log": 6, "spectra_at": [0.0, 0.4]},
+    # curvature_checks = 0: the edge-of-stability check (a Lanczos program, ~3 s to compile per chunk shape;
+    # tested in test_stiff) is not what these tests are about. The sweeps of test_store_safety,
+    # test_results, test_sweep_fuzz, test_sweep_distributed, test_plots and test_theory_store use the same
+    # N = 4, dt, largest sigma and smallest c (so the same loss doublings) and chunk shapes: their programs
+    # come from the session's compilation cache (tests/conftest.py)
+    "train": {"dt": 0.02, "steps": 30, "n_log": 6, "spectra_at": [0.0, 0.4], "curvature_checks": 0},
     "theory": {"overlay": "none"},
 }
 
@@ -124,7 +129,7 @@ def test_cli_run_writes_store_and_figure_and_rerun_does_nothing(tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
         'name = "tiny"\n[grid]\nN = [4]\nsigma = [0.0, 0.3]\nc = [0.5, 0.8]\nseed = {count = 2}\n'
-        '[train]\ndt = 0.02\nsteps = 30\nn_log = 6\n[theory]\noverlay = "none"\n[output]\nplots = ["phase", "curves"]\n'
+        '[train]\ndt = 0.02\nsteps = 30\nn_log = 6\ncurvature_checks = 0\n[theory]\noverlay = "none"\n[output]\nplots = ["phase", "curves"]\n'
     )
     assert main(["run", str(cfg), "--out", str(tmp_path / "res"), "--quiet"]) == 0
     assert (tmp_path / "res" / "tiny.zarr").exists()
@@ -142,13 +147,15 @@ def _done_count(path):
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     cfg = tmp_path / "kill.toml"
     cfg.write_text(
-        'name = "kill"\n[grid]\nN = [4]\nsigma = {linspace = [0.0, 0.5, 6]}\nc = [0.5, 0.8]\nseed = {count = 2}\n'
-        '[train]\ndt = 0.02\nsteps = 600\nn_log = 6\nspectra_at = [0.3]\n[theory]\noverlay = "none"\n'
+        'name = "kill"\n[grid]\nN = [4]\nsigma = {linspace = [0.0, 0.3, 6]}\nc = [0.5, 0.8]\nseed = {count = 2}\n'
+        "[train]\ndt = 0.02\nsteps = 600\nn_log = 6\nspectra_at = [0.3]\ncurvature_checks = 0\n"
+        '[theory]\noverlay = "none"\n'
     )
     # 600 steps make a chunk take ~0.3 s after compilation, longer than the random delay below, so at least
     # one of the >= 2 chunks left when kill_at is reached is still to run when the kill lands. One device
-    # and chunks of 2, as in the tests above: the same programs, which the subprocesses load from the
-    # session's compilation cache (tests/conftest.py) instead of compiling them again
+    # and chunks of 2, the largest sigma (0.3) and smallest c as in RAW above (same loss doublings), no
+    # curvature checks: the same programs, which the subprocesses load from the session's compilation
+    # cache (tests/conftest.py) instead of compiling them again
     out = tmp_path / "res"
     cmd = [
         sys.executable,

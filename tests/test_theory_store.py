@@ -70,11 +70,12 @@ def test_theory_cli_writes_store_table_and_figure(tmp_path, capsys):
         {
             "name": "thc",
             "grid": {"N": [8], "sigma": [0.0], "c": [0.3, 0.5]},
-            "train": {"dt": 0.02, "steps": 40, "n_log": 9},
+            # no curvature checks, one chunk of 2 networks: test_plots' N = 8 programs (same dt and doublings)
+            "train": {"dt": 0.02, "steps": 40, "n_log": 9, "curvature_checks": 0},
             "theory": {"overlay": "none"},
         }
     )
-    run_sweep(spec, sim, n_devices=1, quiet=True)
+    run_sweep(spec, sim, chunk_size=2, n_devices=1, quiet=True)
     theory = tmp_path / "o" / "thc-theory.zarr"
     assert (
         main(["plot", str(sim), "--theory", str(theory), "--out", str(tmp_path / "f"), "--phase", "c,sigma"])
