@@ -31,12 +31,20 @@ def test_theory_store_equals_direct_solves_and_matches_the_simulation_layout(tmp
     np.testing.assert_allclose(
         ds["t_learn"].sel(sigma=0.0).values.ravel(), np.asarray(direct0.t_learn), rtol=1e-12
     )
-    direct = T.solve(jaxrnn.leaky_integrator(0.5), t1=float(ts[-1]), ts=ts, sigma=0.2, depth=1)
-    np.testing.assert_allclose(
-        float(ds["t_learn"].sel(sigma=0.2, c=0.5).squeeze()), float(direct.t_learn), rtol=1e-12
+    # sigma = 0.2, both c in one call (as the store's row is solved: its compiled program, not a second one)
+    direct = T.solve(
+        jaxrnn.leaky_integrator(np.array([0.3, 0.5])),
+        t1=float(ts[-1]),
+        eta=np.ones(2),
+        ts=ts,
+        sigma=0.2,
+        depth=1,
     )
     np.testing.assert_allclose(
-        ds["loss"].sel(sigma=0.2, c=0.5).values.ravel(), np.asarray(direct.loss).ravel(), rtol=1e-12
+        ds["t_learn"].sel(sigma=0.2).values.ravel(), np.asarray(direct.t_learn), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        ds["loss"].sel(sigma=0.2).values.reshape(2, -1), np.asarray(direct.loss).reshape(2, -1), rtol=1e-12
     )
     assert (ds["status"].values == 0).all()
     # resumes: nothing left to solve
