@@ -323,6 +323,27 @@ def _advance(method: AbstractMethod, fields: NetworkField, state: _State, start,
 
 
 @eqx.filter_jit
+def _advance_through(method: AbstractMethod, fields: NetworkField, state: _State, start, stops, n):
+    """A free-running method through the log steps stops[:n] (stops padded: one compile for all blocks)."""
+    return method.advance_through(fields, state, start, stops, n)
+
+
+# a free-running method advances through at most this many log points per call, and their snapshots stay
+# under _SNAPSHOT_BYTES; the block length is a power of two whatever n_log (padded): few compiled shapes
+_SNAPSHOT_BLOCK = 32
+_SNAPSHOT_BYTES = 256 * 2**20
+
+
+def _snapshot_block(model: LinearRNN) -> int:
+    """Log intervals per `advance_through` call (the population waits for its slowest network once per
+    call): _SNAPSHOT_BLOCK, or the largest power of two whose snapshots fit in _SNAPSHOT_BYTES."""
+    M, N = model.W.shape[:2]
+    per_log_point = M * (N * N + 2 * N + 2) * model.W.dtype.itemsize
+    fit = max(1, _SNAPSHOT_BYTES // per_log_point)
+    return int(min(_SNAPSHOT_BLOCK, 2 ** int(np.log2(fit))))
+
+
+@eqx.filter_jit
 def _curvature(iterations: int, fields: NetworkField, state: _State):
     """Top eigenvalue of eta R^{1/2} H R^{1/2} per network (warm-started Lanczos), and its vector."""
     f = lambda fl, p, v: flow_curvature(fl, p, v, iterations)
@@ -634,29 +655,48 @@ def train(
 
     logs: dict[str, list] = {}
     eigs, curv = [], []
+    block = _snapshot_block(model) if method.free_running else 1
+    snaps = None
     try:
         for i, stop in enumerate(ls):
-            if i > 0:
-                state = _advance(method, fields, state, jnp.int32(ls[i - 1]), jnp.int32(stop))
+            view = state  # the population at this log point
+            if i > 0 and (i - 1) % block == 0:
+                # the next block of log points: one advance, or one advance_through (free-running)
+                if method.free_running:
+                    stops = ls[i : i + block]
+                    padded = np.pad(stops, (0, block - len(stops)), mode="edge")
+                    state, snaps = _advance_through(
+                        method, fields, state, jnp.int32(ls[i - 1]), jnp.asarray(padded, jnp.int32),
+                        jnp.int32(len(stops)),
+                    )  # fmt: skip
+                else:
+                    state = _advance(method, fields, state, jnp.int32(ls[i - 1]), jnp.int32(stop))
+                    view = state
+                last = int(ls[min(i - 1 + block, len(ls) - 1)])
                 if bar is not None:
                     jax.block_until_ready(state.params.W)
-                    report(int(stop), int(steps))
+                    report(last, int(steps))
                 if callback is not None:
-                    callback(int(stop), int(steps))
-            tracker, obs = _observe(loss, state, targets, W0, C0, tracker)
+                    callback(last, int(steps))
+            own = method.recorded_curvature(state.opt_state)
+            if i > 0 and snaps is not None:
+                j = (i - 1) % block
+                params_j = jax.tree.map(lambda x, j=j: x[:, j], snaps.params)
+                view = eqx.tree_at(lambda s: (s.params, s.frozen), state, (params_j, snaps.frozen[:, j]))
+                own = np.asarray(snaps.curvature[:, j])
+            tracker, obs = _observe(loss, view, targets, W0, C0, tracker)
             for k, val in obs.items():
                 logs.setdefault(k, []).append(np.asarray(val))
-            own = method.recorded_curvature(state.opt_state)
             if i in checked:
                 lam, vec = _curvature(iterations, fields, state)
                 state = eqx.tree_at(lambda s: s.curv_vec, state, vec)
                 curv.append(np.asarray(lam))
             elif own is not None:
-                curv.append(np.where(np.asarray(state.frozen), np.nan, own))
+                curv.append(np.where(np.asarray(view.frozen), np.nan, own))
             elif checked:
                 curv.append(np.full(M, np.nan))
             if keep_spectra:
-                eigs.append(np.linalg.eigvals(np.asarray(state.params.W, dtype=np.float64)))
+                eigs.append(np.linalg.eigvals(np.asarray(view.params.W, dtype=np.float64)))
     finally:
         if bar is not None:
             bar.close()

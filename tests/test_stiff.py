@@ -1,6 +1,9 @@
 """Stiff gradient flow: StiffFlow against an independent implicit reference, the stability flag of
 fixed-step RK4, the flow-curvature estimate, and the method/loss interfaces."""
 
+import sys
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +16,7 @@ from jaxrnn.train import (
     train,
 )  # the function: once a test imports the submodule, the lazy `jaxrnn.train` is the module
 from jaxrnn.methods import RK4_LIMIT
-from jaxrnn.status import STATUS_OK, STATUS_UNSTABLE_STEP
+from jaxrnn.status import STATUS_DIVERGED, STATUS_OK, STATUS_UNSTABLE_STEP
 from jaxrnn.train import AbstractLoss, ExactLoss
 
 
@@ -74,19 +77,32 @@ def test_stiff_flow_follows_an_implicit_reference_with_far_fewer_steps_than_rk4_
         assert np.linalg.norm(theta - ref_theta) <= 1e-3 * np.linalg.norm(ref_theta)
 
 
-def test_stiff_flow_network_does_not_depend_on_its_batch_mates():
-    """Per-network times and steps: a network trained in a population with a stiffer batch-mate takes its
-    own steps and follows its trajectory alone to <= 1e-7 relative (measured 7e-9), far below the method's
-    own error at rtol = 1e-6. (Not bit-for-bit: Jacobian refreshes are population-wide, and a W-method's
-    result depends on its lagged Jacobian at the truncation-error level.)"""
-    pop = jaxrnn.init_population(6, 0.3, 3, 2)
-    c = np.array([0.04, 0.3])
-    kw = dict(method=jaxrnn.StiffFlow(0.25), steps=4, n_log=3, compute_spectra=False)
+def test_stiff_flow_network_does_not_depend_on_its_batch_mates(monkeypatch):
+    """Per-network times and steps: a network trained in a population with a stiffer batch-mate and a
+    diverging one takes its own steps and follows its trajectory alone to <= 1e-7 relative (measured
+    7e-9), far below the method's own error at rtol = 1e-6. (Not bit-for-bit: Jacobian refreshes are
+    population-wide, and a W-method's result depends on its lagged Jacobian at the truncation-error
+    level.) The networks run free between synchronisation points: the population is advanced through
+    blocks of 4 log points (10 intervals: 4 + 4 + 2, the last padded), the network alone through all
+    10 at once, so equal trajectories also mean the blocks and their padding change nothing. A network
+    that cannot be integrated (W - I not Hurwitz from the start) is frozen at its first log step, its
+    remaining log points NaN, without touching the others."""
+    pop = jaxrnn.init_population(6, 0.3, 3, 3)
+    pop = eqx.tree_at(lambda p: p.W, pop, pop.W.at[2].add(1.5 * jnp.eye(6)))  # eigenvalues past 1
+    c = np.array([0.04, 0.3, 0.3])
+    kw = dict(method=jaxrnn.StiffFlow(0.1), steps=10, n_log=11, compute_spectra=False)
+    monkeypatch.setattr(sys.modules["jaxrnn.train"], "_SNAPSHOT_BLOCK", 4)
     both = train(pop, jaxrnn.leaky_integrator(c), **kw)
-    alone = train(_take(pop, 1), jaxrnn.leaky_integrator(c[1:]), **kw)
+    monkeypatch.undo()
+    alone = train(_take(pop, 1), jaxrnn.leaky_integrator(c[1:2]), **kw)
     np.testing.assert_allclose(both.loss[1], alone.loss[0], rtol=1e-7)
+    # the stiffness each network recorded as it passed its log points (its lagged Lanczos estimate); NaN
+    # once frozen
+    assert np.all(both.curvature[:2, 1:] > 0) and np.all(np.isnan(both.curvature[2, 1:]))
     assert abs(int(both.stats["accepted"][1]) - int(alone.stats["accepted"][0])) <= 1
     assert both.stats["accepted"][0] > 2 * both.stats["accepted"][1]  # the stiffer network took its own steps
+    assert list(both.status) == [STATUS_OK, STATUS_OK, STATUS_DIVERGED] and both.diverged_step[2] == 0
+    assert np.all(np.isnan(both.loss[2, 1:])) and np.all(np.isfinite(both.loss[:2]))
 
 
 @pytest.mark.slow  # ~15 s on an idle core: 1200 RK4 steps at N = 64
