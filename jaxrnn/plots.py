@@ -309,15 +309,30 @@ def outlier_trajectories(ds, out, formats=("png",)):
     plt = _plt()
     o, desc = _fix_others(ds["outlier"], ("sigma",))
     o = o.isel(seed=0)
+    sep = None
+    if "outlier_separated" in ds:
+        sep, _ = _fix_others(ds["outlier_separated"], ("sigma",))
+        sep = sep.isel(seed=0)
     t = ds["t"].values
     fig, axs = plt.subplots(1, 2, figsize=(10.5, 4), constrained_layout=True)
     cmap = plt.get_cmap(CMAP_T)
     sig = ds["sigma"].values
+    marked = False
     for k, s in enumerate(sig):
         col = cmap(0.9 * k / max(len(sig) - 1, 1))
         vals = o.sel(sigma=s).values
         axs[0].plot(t, vals.real, color=col, label=f"$\\sigma$ = {s:.3g}")
         axs[1].plot(vals.real, vals.imag, color=col)
+        if sep is not None:
+            # where the top eigenvalue is not separated from the bulk, the curve is the bulk's edge
+            bad = sep.sel(sigma=s).values == 0
+            if bad.any():
+                kw = dict(marker="x", ls="none", ms=4, color=col)
+                axs[0].plot(
+                    t[bad], vals.real[bad], **kw, label=None if marked else "not separated from the bulk"
+                )
+                axs[1].plot(vals.real[bad], vals.imag[bad], **kw)
+                marked = True
     if "theory_outlier" in ds and 0.0 in sig:
         th, _ = _fix_others(ds["theory_outlier"], ("sigma",))
         v = th.isel(seed=0).sel(sigma=0.0).values

@@ -34,6 +34,11 @@ def network_arrays(res, sigma=None, spectrum_index=None) -> dict[str, np.ndarray
     """
     out = {name: np.asarray(getattr(res, name)) for name in _DIRECT}
     out["status"] = out["status"].astype(np.int8)
+    # -1 where the outlier was not tracked (compute_spectra=False): the flag is data, never a default True
+    sep = res.outlier_separated
+    out["outlier_separated"] = (
+        np.full(out["loss"].shape, -1, np.int8) if sep is None else np.asarray(sep).astype(np.int8)
+    )
     out["diverged_step"] = out["diverged_step"].astype(np.int64)
     if sigma is not None:
         sig = np.broadcast_to(np.asarray(sigma, dtype=float), out["t_learn"].shape)

@@ -58,6 +58,12 @@ NETWORK_VARIABLES = {
     "outlier": Variable(
         ("t",), "complex", "outlier eigenvalue of W (largest real part; oscillator: upper member of the pair)"
     ),
+    "outlier_separated": Variable(
+        ("t",),
+        "int8",
+        "the tracked outlier is outside the bulk and converged (0: it may be the bulk's edge)",
+        extra=(("flag_values", [-1, 0, 1]), ("flag_meanings", "not_tracked not_separated separated")),
+    ),
     "dW_op": Variable(("t",), "real", "operator norm |W(t) - W0|_op"),
     "charge_drift": Variable(("t",), "real", "relative drift of the conserved charge C"),
     "uv": Variable(("t",), "real", "overlap u.v / N"),

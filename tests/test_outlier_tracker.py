@@ -109,3 +109,32 @@ def test_rightmost_not_largest_modulus():
     assert abs(ref - 0.7) < 1e-10
     theta, _, separated, residual = track(W, init_outlier_tracker(net.W), "integrator", iterations=60)
     assert abs(complex(theta) - ref) <= 1e-10 and bool(separated)
+
+
+def test_separation_flag_is_a_store_variable_beside_the_outlier():
+    """`outlier_separated` reaches the store and xarray layout as int8 data beside `outlier` (1 separated,
+    0 not: the "outlier" may be the bulk's edge), and -1 where the outlier was not tracked, never a
+    default of "separated"."""
+    import types
+
+    from jaxrnn.results import network_arrays
+    from jaxrnn.variables import NETWORK_VARIABLES
+
+    M, T = 2, 3
+    fields = {name: np.zeros((M, T)) for name in ("loss", "dW_op", "charge_drift", "uv")}
+    fields |= {name: np.zeros(M) for name in ("t_learn", "t_learn_eigenvalue", "steps_to_learn")}
+    base = dict(
+        fields,
+        outlier=np.full((M, T), 0.5 + 0j),
+        status=np.zeros(M, int),
+        diverged_step=np.full(M, -1),
+        eigenvalues=None,
+    )
+    sep = np.array([[True, True, False], [False, True, True]])
+    tracked = network_arrays(types.SimpleNamespace(**base, outlier_separated=sep))
+    assert tracked["outlier_separated"].dtype == np.int8
+    np.testing.assert_array_equal(tracked["outlier_separated"], sep.astype(np.int8))
+    untracked = network_arrays(types.SimpleNamespace(**base, outlier_separated=None))
+    np.testing.assert_array_equal(untracked["outlier_separated"], -np.ones((M, T), np.int8))
+    var = NETWORK_VARIABLES["outlier_separated"]
+    assert var.dims == ("t",) and var.kind == "int8" and var.attrs["flag_values"] == [-1, 0, 1]

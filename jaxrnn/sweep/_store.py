@@ -65,7 +65,7 @@ INF_DIMS = ("c", "w", "eta")
 
 
 MARKER = ".jaxrnn-store"
-SCHEMA_VERSION = 2  # 2: marker file, cell checksums
+SCHEMA_VERSION = 3  # 2: marker file, cell checksums; 3: outlier_separated
 
 
 class StoreError(RuntimeError):
