@@ -182,17 +182,27 @@ def track_outlier(
     return theta, OutlierState(Q, state.bulk_radius), separated, residual
 
 
-def operator_norm(X, iterations: int = 50):
-    """Largest singular value of X (last two axes) by power iteration on X^T X: matmuls only (jax)."""
-    v0 = jnp.ones(X.shape[-1], X.dtype) / jnp.sqrt(X.shape[-1])
-    v0 = v0 + 1e-3 * jnp.arange(X.shape[-1], dtype=X.dtype) / X.shape[-1]  # avoid a null start
+def operator_norm(X, iterations: int = 16):
+    """Largest singular value of X (last two axes): sqrt of the top Ritz value of `iterations` Lanczos
+    steps on X^T X (at most the matrix size; matvecs only, no SVD), batched over leading axes.
 
-    def body(_, v):
-        w = jnp.einsum("...ji,...jk,...k->...i", X, X, v)
-        return w / jnp.maximum(jnp.linalg.norm(w, axis=-1, keepdims=True), jnp.finfo(X.dtype).tiny)
+    Lanczos converges on an isolated top singular value in a few steps and, where the top is not isolated
+    (a random bulk), far faster than power iteration: 16 steps (32 matvecs) against the 50 power iterations
+    (100 matvecs) used before (tests/test_observables.py compares both regimes with the SVD). A Ritz value
+    is a lower bound; with k = N steps it is exact to rounding.
+    """
+    from .curvature import lanczos_extremes  # matmul-only Lanczos with full reorthogonalisation
 
-    v = jax.lax.fori_loop(0, iterations, body, jnp.broadcast_to(v0, X.shape[:-1]))
-    return jnp.linalg.norm(jnp.einsum("...ij,...j->...i", X, v), axis=-1)
+    n = X.shape[-1]
+    k = int(min(iterations, n))
+    v0 = jnp.ones(n, X.dtype) / jnp.sqrt(n) + 1e-3 * jnp.arange(n, dtype=X.dtype) / n  # not a null start
+
+    def top(x):
+        vals, _ = lanczos_extremes(lambda v: x.T @ (x @ v), v0, k)
+        return jnp.sqrt(jnp.maximum(vals[-1], 0.0))
+
+    flat = X.reshape((-1,) + X.shape[-2:])
+    return jax.vmap(top)(flat).reshape(X.shape[:-2])
 
 
 def charge(W, u, v, rates=(1.0, None, None)):
