@@ -200,9 +200,10 @@ def main(argv=None):
                 continue
             setup, n = r.get("setup_s", 0.0), 1
             while (
-                r["elapsed"] < args.target / 4 and n < 100_000
-            ):  # calibrate: grow n until a call takes target/4
-                n = int(n * min(8.0, max(2.0, args.target / 4 / max(r["elapsed"], 1e-9))))
+                not r["elapsed"] >= args.target / 4 and n < 100_000
+            ):  # calibrate: grow n until a call takes target/4 (an invalid, NaN, timing grows it too)
+                el = r["elapsed"] if r["elapsed"] > 0 else 0.0  # NaN > 0 is False
+                n = int(n * min(8.0, max(2.0, args.target / 4 / max(el, 1e-9))))
                 r = workers[wkey].ask(n=n, **req)
                 if "error" in r:
                     break
@@ -217,6 +218,10 @@ def main(argv=None):
                 r = c["w"].ask(n=c["n"], **c["req"])
                 if "error" in r:
                     print(f"ERROR {mode}:{N}:{M} {c['name']}: {r['error']}", flush=True)
+                    continue
+                if not r["elapsed"] > 0:  # jaxrnn's difference of two calls was lost in the noise
+                    c["invalid"] = c.get("invalid", 0) + 1
+                    print(f"invalid round {mode}:{N}:{M} {c['name']} (timed difference <= 0)", flush=True)
                     continue
                 c["tps"].append(r["net_steps"] / r["elapsed"])
                 c["loss"] = r["loss"]
@@ -235,6 +240,7 @@ def main(argv=None):
                 median=statistics.median(c["tps"]),
                 all=c["tps"],
                 n_per_call=c["n"],
+                invalid_rounds=c.get("invalid", 0),
                 setup_s=c["setup"],
                 loss=c["loss"],
                 ratio_to_best_peer=best / best_peer,
