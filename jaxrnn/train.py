@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import logging
 import numbers
 import time
@@ -41,6 +42,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Bool
 from jax.typing import ArrayLike
 
 from .loss import (
@@ -322,6 +324,36 @@ def _advance(method: AbstractMethod, fields: NetworkField, state: _State, start,
     return method.advance(fields, state, start, stop)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _default_keys(noise_seed: int, M: int):
+    """fold_in(key(noise_seed), i) for the M networks (the seed static: exactly jax.random.key(noise_seed))."""
+    return jax.vmap(lambda i: jax.random.fold_in(jax.random.key(noise_seed), i))(jnp.arange(M))
+
+
+@eqx.filter_jit
+def _initial_state(method: AbstractMethod, model: LinearRNN, eta, track: bool):
+    """The trainer's state at step 0, the initial charge C0 and the outlier tracker (None unless `track`):
+    one compiled program for the set-up (as eager jnp calls, each op compiled a program of its own: ~40 of
+    them, ~1.5 s of a first call)."""
+    M, N = model.W.shape[:2]
+    dtype = model.W.dtype
+    opt_state = jax.vmap(method.init)(model, eta)
+    v0 = jax.random.normal(jax.random.key(0x5EED), (M, N * N + 2 * N), dtype)  # curvature-check start
+    state = _State(
+        model,
+        model,
+        opt_state,
+        jnp.zeros((M,), bool),
+        jnp.full((M,), -1, jnp.int32),
+        jnp.full((M,), jnp.nan, dtype),
+        jnp.full((M,), -jnp.inf, dtype),
+        v0,
+    )
+    C0 = charge(model.W, model.u, model.v, model.rates)
+    tracker = jax.vmap(init_outlier_tracker)(model.W, model.u, model.v) if track else None
+    return state, C0, tracker
+
+
 @eqx.filter_jit
 def _advance_through(method: AbstractMethod, fields: NetworkField, state: _State, start, stops, n):
     """A free-running method through the log steps stops[:n] (stops padded: one compile for all blocks)."""
@@ -439,13 +471,18 @@ class TrainResult:
         return train_result_to_xarray(self, sigma)
 
 
+@eqx.filter_jit
+def _broadcast_leaves(tree, M: int):
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (M,) + x.shape), tree)
+
+
 def _broadcast_target(target: ExponentialSum, M: int) -> ExponentialSum:
     if not isinstance(target, ExponentialSum):
         raise ValueError(
             f"target must be an ExponentialSum (e.g. leaky_integrator(c)), got {type(target).__name__}"
         )
     if target.r_re.ndim == 1:
-        return jax.tree.map(lambda x: jnp.broadcast_to(x, (M,) + x.shape), target)
+        return _broadcast_leaves(target, M)
     if target.r_re.ndim != 2 or target.r_re.shape[0] != M:
         raise ValueError(f"target population has {target.r_re.shape[0]} entries, the model population {M}")
     return target
@@ -488,14 +525,20 @@ def _check_model(model) -> None:
             )
     if len(set(dtypes.values())) > 1:
         raise ValueError(f"model.W, model.u, model.v must share one dtype, got {dtypes}")
-    for name in TRAINABLE:
-        x = getattr(model, name)
-        good = jnp.all(jnp.isfinite(x).reshape(x.shape[0], -1), axis=1)  # a device reduction (works sharded)
-        if not bool(jnp.all(good)):
-            nets = np.nonzero(~np.asarray(good))[0]
+    finite = np.asarray(_finite_networks(model))  # a device reduction (works sharded): (3, M)
+    for name, good in zip(TRAINABLE, finite):
+        if not good.all():
+            nets = np.nonzero(~good)[0]
             raise ValueError(
                 f"model.{name} must be finite: non-finite entries in networks {nets[:10].tolist()}"
             )
+
+
+@eqx.filter_jit
+def _finite_networks(model: LinearRNN) -> Bool[Array, "3 M"]:
+    """Per block (W, u, v) and network: all entries finite. One program, not one per eager jnp op."""
+    M = model.W.shape[0]
+    return jnp.stack([jnp.all(jnp.isfinite(getattr(model, n)).reshape(M, -1), axis=1) for n in TRAINABLE])
 
 
 def _check_keys(keys, M):
@@ -612,30 +655,10 @@ def train(
     ls = _log_steps(steps, n_log, log_steps)
     dtype = model.W.dtype
     eta_arr = jnp.asarray(eta_np, dtype)
-    keys = (
-        jax.vmap(lambda i: jax.random.fold_in(jax.random.key(noise_seed), i))(jnp.arange(M))
-        if keys is None
-        else _check_keys(keys, M)
-    )
+    keys = _default_keys(int(noise_seed), M) if keys is None else _check_keys(keys, M)
     fields = NetworkField(loss, targets, eta_arr, keys, trainable)
-
-    opt_state = jax.vmap(method.init)(model, eta_arr)
-    n_flat = model.W.shape[1] ** 2 + 2 * model.W.shape[1]
-    v0 = jax.random.normal(jax.random.key(0x5EED), (M, n_flat), dtype)
-    nan = jnp.full((M,), jnp.nan, dtype)
-    state = _State(
-        model,
-        model,
-        opt_state,
-        jnp.zeros((M,), bool),
-        jnp.full((M,), -1, jnp.int32),
-        nan,
-        jnp.full((M,), -jnp.inf, dtype),
-        v0,
-    )
+    state, C0, tracker = _initial_state(method, model, eta_arr, bool(compute_spectra))
     W0 = model.W
-    C0 = charge(model.W, model.u, model.v, model.rates)
-    tracker = jax.vmap(init_outlier_tracker)(model.W, model.u, model.v) if compute_spectra else None
     # fixed-step flows: warm-started Lanczos estimates at some log points; StiffFlow keeps its own (free)
     checked, iterations = method.curvature_checks(len(ls))
 
