@@ -225,33 +225,39 @@ def main(argv=None):
                     continue
                 c["tps"].append(r["net_steps"] / r["elapsed"])
                 c["loss"] = r["loss"]
-        done = [c for c in live if c["tps"]]
-        peers = [max(c["tps"]) for c in done if c["name"] != "jaxrnn"]
+        # a contender whose every round was invalid still gets its row, with NaN rates and the count
+        done = [c for c in live if c["tps"] or c.get("invalid")]
+        peers = [max(c["tps"]) for c in done if c["name"] != "jaxrnn" and c["tps"]]
         best_peer = max(peers) if peers else float("nan")
-        med_peer = max([statistics.median(c["tps"]) for c in done if c["name"] != "jaxrnn"] or [float("nan")])
+        med_peer = max(
+            [statistics.median(c["tps"]) for c in done if c["name"] != "jaxrnn" and c["tps"]]
+            or [float("nan")]
+        )
         for c in done:
-            best = max(c["tps"])
+            best = max(c["tps"]) if c["tps"] else float("nan")
             row = dict(
                 mode=mode,
                 N=N,
                 M=M,
                 name=c["name"],
                 best=best,
-                median=statistics.median(c["tps"]),
+                median=statistics.median(c["tps"]) if c["tps"] else float("nan"),
                 all=c["tps"],
                 n_per_call=c["n"],
                 invalid_rounds=c.get("invalid", 0),
                 setup_s=c["setup"],
                 loss=c["loss"],
                 ratio_to_best_peer=best / best_peer,
-                median_ratio_to_best_peer=statistics.median(c["tps"]) / med_peer,
+                median_ratio_to_best_peer=(statistics.median(c["tps"]) if c["tps"] else float("nan"))
+                / med_peer,
                 gflops=best * flops_per_step(mode, N) / 1e9,
                 load=loadavg(),
             )
             rows.append(row)
             print(
                 f"{mode} N={N} M={M} {c['name']:20s} best {best:10.1f}  median {row['median']:10.1f} net-steps/s  "
-                f"x{row['ratio_to_best_peer']:.2f} of best peer  first call {c['setup']:.1f} s  loss {c['loss']:.4g}",
+                f"x{row['ratio_to_best_peer']:.2f} of best peer  first call {c['setup']:.1f} s  loss {c['loss'] if c['loss'] is not None else float('nan'):.4g}"
+                + (f"  ({c['invalid']} invalid rounds)" if c.get("invalid") else ""),
                 flush=True,
             )
     info["load_end"] = loadavg()

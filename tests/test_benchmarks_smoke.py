@@ -99,5 +99,9 @@ def test_gpu_check_small_and_peer_comparison(tmp_path):
     names = {row["name"] for row in p["rows"]}
     assert {"jax_port", "jaxrnn"} <= names, p
     for row in p["rows"]:
-        assert row["best"] > 0 and _finite(row["ratio_to_best_peer"]) and _finite(row["setup_s"]), row
+        # a rate, or (jaxrnn's difference of two timed calls lost in the noise of these tiny calls) a row
+        # that says its rounds were invalid: never a made-up rate
+        valid = row["best"] > 0 and _finite(row["ratio_to_best_peer"])
+        flagged = row["invalid_rounds"] > 0 and not _finite(row["best"])
+        assert (valid or flagged) and _finite(row["setup_s"]), row
     assert cp_out.with_suffix(".md").read_text().startswith("| mode |")
