@@ -49,6 +49,9 @@ BAD = [
     ("train.dt", "[train]\ndt = -1.0"),
     ("train.dt", "[train]\ndt = 2.0"),
     ("train.solver", '[train]\nsolver = "rk45"'),
+    ("train.solver", '[train]\nsolver = "stiff"\nloss = "sampled"'),
+    ("train.rtol", '[train]\nsolver = "stiff"\nrtol = 1.0'),
+    ("train.rtol", "[train]\nrtol = 0"),
     ("train.horizon", '[train]\nloss = "finite_horizon"'),
     ("train.n_log", "[train]\nn_log = 1"),
     ("train.trainable", '[train]\ntrainable = ["W", "x"]'),
@@ -203,3 +206,21 @@ def test_curvature_checks_reach_the_flow():
     off = spec_from_dict({**raw, "train": {**raw["train"], "curvature_checks": 0}})
     assert make_method(off, "flow").checks == 0 and make_method(off, "flow").curvature_checks(5) == (set(), 0)
     assert off.config_hash != spec_from_dict(raw).config_hash  # the check decides a run's status
+
+
+def test_stiff_solver_reaches_the_flow_and_lifts_the_step_bound():
+    """solver = "stiff" runs StiffFlow (its rtol from the config): dt is only the log unit, so a dt that
+    fixed-step RK4 could not resolve at the smallest c (here bound 2.4e-4 at c = 0.03) is accepted, and the
+    refusal for RK4 names the way out."""
+    from jaxrnn.methods import StiffFlow
+    from jaxrnn.sweep._runner import make_method
+
+    raw = {
+        "grid": {"N": [4], "sigma": [0.1], "c": [0.03, 0.1]},
+        "train": {"dt": 0.05, "steps": 24, "n_log": 25},
+    }
+    with pytest.raises(ConfigError, match='train.dt.*use train.solver = "stiff"'):
+        spec_from_dict(raw)
+    spec = spec_from_dict({**raw, "train": {**raw["train"], "solver": "stiff", "rtol": 2e-6}})
+    method = make_method(spec, "flow")
+    assert isinstance(method, StiffFlow) and method.rtol == 2e-6 and method.dt == 0.05

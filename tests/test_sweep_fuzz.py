@@ -107,7 +107,8 @@ BAD_FIELDS = {
     ),
     ("train", "dtype"): st.sampled_from(["float16", "int32", "", "f64"]),
     ("train", "n_log"): st.one_of(bad_value, st.integers(max_value=1)),
-    ("train", "solver"): st.text(max_size=5).filter(lambda s: s not in ("rk4", "euler")),
+    ("train", "solver"): st.text(max_size=5).filter(lambda s: s not in ("rk4", "euler", "stiff")),
+    ("train", "rtol"): st.one_of(bad_value, st.floats(max_value=0.0), st.floats(min_value=1.0)),
     ("train", "curvature_checks"): st.one_of(
         bad_value, st.integers(max_value=-1), st.integers(min_value=100_001), st.floats(0.5, 1.5)
     ),

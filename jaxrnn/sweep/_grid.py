@@ -70,6 +70,10 @@ def network_bytes(spec: SweepSpec, N: int, optimizer: str) -> int:
     if spec.train.loss == "finite_horizon":
         mats = 24  # Van Loan block exponentials (2N x 2N)
     params = 7 if optimizer == "flow" and spec.train.solver == "rk4" else 3
+    if optimizer == "flow" and spec.train.solver == "stiff":
+        # 4 stages, y, last good, 2 Lanczos directions (+ 8 during a refresh) and the snapshots of a block of
+        # up to 32 log points (train._SNAPSHOT_BLOCK)
+        params = 16 + min(32, spec.train.n_log)
     params += {"adam": 2, "rmsprop": 1, "sgd_momentum": 1}.get(optimizer, 0)
     dev = (mats + params) * N * N * item
     if spec.train.loss == "sampled":
@@ -78,11 +82,19 @@ def network_bytes(spec: SweepSpec, N: int, optimizer: str) -> int:
     return int(dev + host)
 
 
+STIFF_ATTEMPTS = 240  # StiffFlow step attempts per network at rtol = 1e-6 (c = 0.03, t = 0 -> 1.2; measured)
+
+
 def network_flops_per_step(spec: SweepSpec, N: int, optimizer: str) -> float:
     """Rough flops of one network step (used only for `explain`'s time estimate)."""
     from ..lyapunov import doublings_for
 
     stages = 4 if optimizer == "flow" and spec.train.solver == "rk4" else 1
+    if optimizer == "flow" and spec.train.solver == "stiff":
+        # StiffFlow's cost is not per step: a rough model from benchmarks/bench_stiff.py (c = 0.03, flow time
+        # 1.2: ~240 attempts per network at rtol 1e-6, 5 gradients each with the Jacobian refreshes), the
+        # attempts scaling like rtol^(-1/3) (order 3); spread over the steps
+        stages = 5 * STIFF_ATTEMPTS * (1e-6 / spec.train.rtol) ** (1 / 3) / spec.train.steps
     if spec.train.loss == "exact" and spec.train.gramian == "low_rank":
         # two shifted inverses (~8/3 N^3 each), O P = Z_O (Z_O^T Z_P) Z_P^T of rank <= 128, ADI mat-vecs
         per = 2 * (8 / 3) * N**3 + 2 * 128 * N**2 * 2 + 2 * 64 * 2 * N**2
@@ -292,6 +304,7 @@ def explain_text(spec: SweepSpec, est: Estimate) -> str:
     lines.append(
         f"training: target={t.target} loss={t.loss} optimizer={opt}"
         + (f" solver={t.solver} dt={t.dt:g}" if spec.is_flow else "")
+        + (f" rtol={t.rtol:g} (time estimate: a rough model)" if spec.is_flow and t.solver == "stiff" else "")
         + f" steps={t.steps} (t_end={spec.t_end:g}) log points={len(spec.log_steps())} dtype={t.dtype}"
     )
     lines.append(

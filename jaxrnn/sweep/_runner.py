@@ -59,8 +59,10 @@ class RunSummary:
 def make_method(spec: SweepSpec, optimizer: str):
     import optax
 
-    from ..train import GradientDescent, GradientFlow, OptaxOptimizer
+    from ..train import GradientDescent, GradientFlow, OptaxOptimizer, StiffFlow
 
+    if optimizer == "flow" and spec.train.solver == "stiff":
+        return StiffFlow(spec.train.dt, rtol=spec.train.rtol)
     if optimizer == "flow":
         return GradientFlow(spec.train.dt, spec.train.solver, checks=spec.train.curvature_checks)
     if optimizer == "gd":

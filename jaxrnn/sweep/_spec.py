@@ -45,6 +45,8 @@ THEORIES = ("none", "auto", "sigma0")
 PLOT_KINDS = ("phase", "curves", "outlier", "spectra", "loss")
 PLOT_FORMATS = ("png", "pdf", "svg")
 RK4_LIMIT, EULER_LIMIT = 2.78, 2.0  # |eta h lambda_max| stability limits of the explicit steps
+# gradient-flow solvers: fixed-step RK4 / Euler (GradientFlow), adaptive linearly implicit (StiffFlow)
+SOLVERS = ("rk4", "euler", "stiff")
 MAX_N = 8192
 
 
@@ -115,7 +117,10 @@ class TrainSpec:
     sample_steps: int = 200  # sampled
     burn_in: int = 0  # sampled
     dt: float = 0.01  # gradient-flow step (flow time)
-    solver: str = "rk4"
+    solver: str = (
+        "rk4"  # flow: "rk4" | "euler" (fixed step dt) | "stiff" (StiffFlow: adaptive, dt = log unit)
+    )
+    rtol: float = 1e-7  # solver = "stiff": relative tolerance of StiffFlow's step control
     curvature_checks: int = 8  # flow: log points with a Lanczos edge-of-stability check; 0 = off
     steps: int = 1000
     n_log: int = 101
@@ -525,7 +530,8 @@ def _train(t, issues) -> TrainSpec:
         sample_steps=g("sample_steps", _int_in(1, 1_000_000)),
         burn_in=g("burn_in", _int_in(0, 1_000_000)),
         dt=float(g("dt", _num_in(0, 10))),
-        solver=g("solver", _one_of(("rk4", "euler"))),
+        solver=g("solver", _one_of(SOLVERS)),
+        rtol=float(g("rtol", lambda v: None if _is_num(v) and 0 < v < 1 else "must be a number in (0, 1)")),
         curvature_checks=g("curvature_checks", _int_in(0, 100_000)),
         steps=steps,
         n_log=g("n_log", _int_in(2, 100_000)),
@@ -657,7 +663,16 @@ def _cross_checks(spec: SweepSpec, issues):
                 ConfigIssue("train.spectra_at", s, f"must be <= the final time steps*dt = {t_end:g}")
             )
             break
-    if "flow" in g.optimizer and t.loss in ("exact", "discrete") and not t.allow_unstable:
+    if "flow" in g.optimizer and t.solver == "stiff" and t.loss == "sampled":
+        issues.append(
+            ConfigIssue(
+                "train.solver",
+                t.solver,
+                '"stiff" integrates a deterministic flow: needs train.loss = "exact", "finite_horizon" or "discrete"',
+            )
+        )
+    fixed_step = t.solver != "stiff"  # StiffFlow sizes its own steps: dt is only the unit of the log grid
+    if "flow" in g.optimizer and t.loss in ("exact", "discrete") and fixed_step and not t.allow_unstable:
         # near the optimum the flow's stiffest Hessian eigenvalue is about 0.25 / c^3 (docs/concepts.md §4)
         c_min = min(g.c) if min(g.c) > 0 else None
         if c_min is not None:
@@ -670,7 +685,7 @@ def _cross_checks(spec: SweepSpec, issues):
                         "train.dt",
                         t.dt,
                         f"must be <= {dt_max:.3g}: {t.solver} is unstable for eta*dt > {limit}/(0.25/c^3) at c = {c_min:g}, "
-                        f"eta = {max(g.eta):g} (or set train.allow_unstable = true)",
+                        f'eta = {max(g.eta):g} (use train.solver = "stiff", or set train.allow_unstable = true)',
                     )
                 )
     if t.gramian == "low_rank" and (t.loss != "exact" or t.target != "integrator"):
