@@ -199,8 +199,8 @@ def test_stiff_solver_sweep_follows_the_sigma_zero_theory(tmp_path):
     """solver = "stiff" end to end: StiffFlow's free-running blocks and snapshots through the runner into the
     store. At sigma = 0 the exact 8-ODE from each network's own (u0, v0) is the same flow, so the stored
     simulated loss must follow the stored theory loss at every log point (measured 5.7e-6 relative, StiffFlow's
-    rtol 1e-7 against the ODE's 1e-8; <= 1e-4 asserted) and t_learn agree (measured 1e-7) and t_learn agree; c = 0.05 (top rate ~2000) is far past
-    what RK4 at this dt = 0.1 could take."""
+    rtol 1e-7 against the ODE's 1e-8; <= 1e-4 asserted) and t_learn agree (measured 1e-7). c = 0.05 (top rate
+    ~2000) is far past what RK4 at this dt = 0.1 could take."""
     raw = {
         "name": "stiff",
         "grid": {"N": [4], "sigma": [0.0], "c": [0.05, 0.2]},
