@@ -152,8 +152,8 @@ class ExactLoss(AbstractLoss):
     stops once |F^(2^K)|_F^2 <= eps (at most `doublings`, so a non-Hurwitz W - I is flagged by the same
     tail test as the reference) on a Cayley transform with an automatic shift (`shift=None`; a float
     fixes it), the resolvents from the same powers of F. Same loss and gradient to rounding. It cannot
-    be reverse-differentiated (a while loop), but forward mode works: the Hessian-vector products of
-    the curvature check and of `StiffFlow` are jvps of its adjoint gradient. `fast=False` is the
+    be reverse-differentiated (a while loop), but forward mode works (the curvature check and `StiffFlow`
+    take their Hessian-vector products as differences of its gradient). `fast=False` is the
     reference: exactly `doublings` doublings with shift 1 (or `shift`).
     """
 
