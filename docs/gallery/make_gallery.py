@@ -2,14 +2,16 @@
 
     OPENBLAS_NUM_THREADS=1 taskset -c 0 python docs/gallery/make_gallery.py [--out /tmp/gallery-results]
 
-Each entry is exactly the command shown in docs/gallery.md, run fresh (`--fresh`, into `--out`), so the
-runtimes in `runtimes.json` are those of a first run on this machine, compilation and theory included.
+Each entry is exactly the command shown in docs/gallery.md, run fresh (`--fresh`, into `--out`, with the
+persistent compilation cache off: JAXRNN_CACHE=0), so the runtimes in `runtimes.json` are those of a first
+run on this machine, compilation and theory included.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +34,7 @@ COMMANDS = [
     ("phase_sigma_w", ["run", "sweeps/paper/phase_sigma_w.toml"]),
     ("phase_sigma_w-theory", ["theory", "sweeps/paper/phase_sigma_w.toml"]),
     ("sigma0_theory_check", ["run", "sweeps/paper/sigma0_theory_check.toml"]),
+    ("small_c_stiff", ["run", "sweeps/small_c_stiff.toml"]),
 ]
 
 
@@ -49,7 +52,7 @@ def main():
             continue
         full = [str(exe), *cmd, "--out", str(out), "--fresh", "--quiet"]
         t0 = time.perf_counter()
-        subprocess.run(full, cwd=ROOT, check=True)
+        subprocess.run(full, cwd=ROOT, check=True, env={**os.environ, "JAXRNN_CACHE": "0"})
         wall = time.perf_counter() - t0
         times[name] = dict(command="jaxrnn " + " ".join(cmd), wall_s=round(wall, 1))
         print(f"{name}: {wall:.1f} s", flush=True)
