@@ -29,6 +29,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .curvature import lanczos_extremes
 from .model import LinearRNN
+from .stability import EULER_LIMIT, RK4_LIMIT
 
 __all__ = [
     "AbstractMethod",
@@ -43,9 +44,6 @@ __all__ = [
 ]
 
 TRAINABLE = ("W", "u", "v")
-# real stability intervals [-limit, 0] of the explicit steps: RK4's 1 + z + z^2/2 + z^3/6 + z^4/24 = 1 at
-# z = -2.7853; Euler's |1 + z| <= 1 for z >= -2
-RK4_LIMIT, EULER_LIMIT = 2.7853, 2.0
 
 
 def _finite(tree) -> Bool[Array, ""]:

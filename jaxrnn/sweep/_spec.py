@@ -35,6 +35,7 @@ __all__ = [
     "parse_override",
 ]
 
+from ..stability import STEP_LIMITS, learned_curvature
 from ..variables import GRID_AXES
 
 # grid axes in store order (seed is the last grid-like dimension, then log time)
@@ -44,7 +45,6 @@ LOSSES = ("exact", "finite_horizon", "discrete", "sampled")
 THEORIES = ("none", "auto", "sigma0")
 PLOT_KINDS = ("phase", "curves", "outlier", "spectra", "loss")
 PLOT_FORMATS = ("png", "pdf", "svg")
-RK4_LIMIT, EULER_LIMIT = 2.78, 2.0  # |eta h lambda_max| stability limits of the explicit steps
 # gradient-flow solvers: fixed-step RK4 / Euler (GradientFlow), adaptive linearly implicit (StiffFlow)
 SOLVERS = ("rk4", "euler", "stiff")
 MAX_N = 8192
@@ -676,8 +676,8 @@ def _cross_checks(spec: SweepSpec, issues):
         # near the optimum the flow's stiffest Hessian eigenvalue is about 0.25 / c^3 (docs/concepts.md §4)
         c_min = min(g.c) if min(g.c) > 0 else None
         if c_min is not None:
-            limit = RK4_LIMIT if t.solver == "rk4" else EULER_LIMIT
-            h_max = 0.25 / c_min**3
+            limit = STEP_LIMITS[t.solver]
+            h_max = learned_curvature(c_min)
             dt_max = limit / (max(g.eta) * h_max)
             if t.dt > dt_max:
                 issues.append(
