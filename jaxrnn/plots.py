@@ -328,10 +328,10 @@ def outlier_trajectories(ds, out, formats=("png",)):
             bad = sep.sel(sigma=s).values == 0
             if bad.any():
                 kw = dict(marker="x", ls="none", ms=4, color=col)
-                axs[0].plot(
-                    t[bad], vals.real[bad], **kw, label=None if marked else "not separated from the bulk"
-                )
+                axs[0].plot(t[bad], vals.real[bad], **kw)
                 axs[1].plot(vals.real[bad], vals.imag[bad], **kw)
+                if not marked:  # one legend entry, in a neutral colour
+                    axs[0].plot([], [], marker="x", ls="none", color="k", label="not separated from the bulk")
                 marked = True
     if "theory_outlier" in ds and 0.0 in sig:
         th, _ = _fix_others(ds["theory_outlier"], ("sigma",))
