@@ -121,9 +121,9 @@ class _FlatField(eqx.Module):
     def minus_jac(self, y):
         """x -> -J x = eta R^{1/2} H R^{1/2} x (symmetric) at y, by one-sided differences of the field:
         (g(y) - g(y + e x)) / e with e = sqrt(machine eps) (1 + |y|), for unit x. One gradient per product
-        (a forward-mode jvp of the adjoint gradient costs ~3); relative error ~sqrt(eps) (1e-8 in float64, 3e-4 in float32), far inside what its users
-        need: the edge-of-stability check's 3% margin, and StiffFlow's J_k (a W-method keeps its order with
-        any J_k)."""
+        (a forward-mode jvp of the adjoint gradient costs ~3); relative error ~sqrt(eps) (1e-8 in float64,
+        3e-4 in float32), far inside what its users need: the edge-of-stability check's 3% margin, and
+        StiffFlow's J_k (a W-method keeps its order with any J_k)."""
         g0 = self.g(y)[0]
         e = jnp.sqrt(jnp.finfo(y.dtype).eps) * (1 + jnp.linalg.norm(y))
         return lambda x: (g0 - self.g(y + e * x)[0]) / e
@@ -603,9 +603,10 @@ class StiffFlow(AbstractMethod):
         )
 
     def advance(self, fields, state, start, stop):
-        return self.advance_through(fields, state, start, jnp.reshape(jnp.asarray(stop, jnp.int32), (1,)), 1)[
-            0
-        ]
+        state, _ = self.advance_through(
+            fields, state, start, jnp.reshape(jnp.asarray(stop, jnp.int32), (1,)), 1
+        )
+        return state
 
     def advance_through(self, fields, state, start, stops, n):
         """Every network integrates on from its own time, through the log times `stops[:n] * dt`: its
@@ -630,50 +631,44 @@ class StiffFlow(AbstractMethod):
             sel = lambda a, b: jnp.where(pick.reshape(pick.shape + (1,) * (a.ndim - 1)), a, b)
             return eqx.tree_at(lambda x: x.opt_state, s, jax.tree.map(sel, new, s.opt_state))
 
-        def record(snap: LogSnapshots, k, reached, params, frozen, curvature):
-            # one network's row k (vmapped: each network writes its own row)
+        def record(rows, k, reached, params, curvature):
+            # one network's row k of (parameters, curvature) (vmapped: each network writes its own row)
             kc = jnp.minimum(k, K - 1)
             put = lambda b, x: b.at[kc].set(jnp.where(reached, x, b[kc]))
-            return LogSnapshots(
-                jax.tree.map(put, snap.params, params),
-                put(snap.frozen, frozen),
-                put(snap.curvature, curvature),
-            )
+            return jax.tree.map(put, rows, (params, curvature))
 
         def body(carry):
-            s, k, snaps, it = carry
+            s, k, rows, it = carry
             run = running(s, k)
             s = jax.lax.cond(jnp.any(s.opt_state.refresh & run), refresh_some, lambda x, _: x, s, run)
             # a network done with this call's log steps gets t_end = its own t: inactive
             t_end = jnp.where(k < n, times[jnp.minimum(k, K - 1)], s.opt_state.t)
             s = jax.vmap(self._attempt)(fields, s, t_end)
             reached = run & ~s.frozen & (s.opt_state.t >= t_end)
-            snaps = jax.vmap(record)(snaps, k, reached, s.params, s.frozen, s.opt_state.lam[:, -1])
-            return s, k + reached.astype(jnp.int32), snaps, it + 1
+            rows = jax.vmap(record)(rows, k, reached, s.params, s.opt_state.lam[:, -1])
+            return s, k + reached.astype(jnp.int32), rows, it + 1
 
         def cond(carry):
             s, k, _, it = carry
             return jnp.any(running(s, k)) & (it < self.max_iterations * n)
 
-        snaps0 = LogSnapshots(
+        rows0 = (
             jax.tree.map(lambda x: jnp.zeros((M, K) + x.shape[1:], x.dtype), state.params),
-            jnp.ones((M, K), bool),
-            jnp.full((M, K), jnp.nan, dtype),
+            jnp.zeros((M, K), dtype),
         )
         k0 = jnp.zeros((M,), jnp.int32)
-        s, k, snaps, _ = jax.lax.while_loop(cond, body, (state, k0, snaps0, jnp.zeros((), jnp.int32)))
-        # networks that did not reach their last log step within max_iterations are frozen and flagged;
-        # a frozen network's remaining rows repeat its last parameters, marked frozen
+        s, k, (params, curvature), _ = jax.lax.while_loop(
+            cond, body, (state, k0, rows0, jnp.zeros((), jnp.int32))
+        )
+        # networks that did not reach their last log step within max_iterations are frozen and flagged.
+        # Rows k.. of a network are the ones it did not reach running (it froze, or they are padding): they
+        # repeat its last parameters, marked frozen, with no curvature
         frozen = s.frozen | (k < n)
         newly = frozen & ~state.frozen  # flag the last log step it reached (or the call's start)
         last_stop = jnp.where(k > 0, jnp.asarray(stops, jnp.int32)[jnp.maximum(k - 1, 0)], start)
         rest = jnp.arange(K)[None, :] >= k[:, None]  # (M, K)
         fill = lambda b, x: jnp.where(rest.reshape(rest.shape + (1,) * (b.ndim - 2)), x[:, None], b)
-        snaps = LogSnapshots(
-            jax.tree.map(fill, snaps.params, s.params),
-            jnp.where(rest, True, snaps.frozen),
-            jnp.where(rest, jnp.nan, snaps.curvature),
-        )
+        snaps = LogSnapshots(jax.tree.map(fill, params, s.params), rest, jnp.where(rest, jnp.nan, curvature))
         s = eqx.tree_at(
             lambda x: (x.frozen, x.diverged_step),
             s,

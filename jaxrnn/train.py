@@ -682,7 +682,6 @@ def train(
     snaps = None
     try:
         for i, stop in enumerate(ls):
-            view = state  # the population at this log point
             if i > 0 and (i - 1) % block == 0:
                 # the next block of log points: one advance, or one advance_through (free-running)
                 if method.free_running:
@@ -694,13 +693,13 @@ def train(
                     )  # fmt: skip
                 else:
                     state = _advance(method, fields, state, jnp.int32(ls[i - 1]), jnp.int32(stop))
-                    view = state
                 last = int(ls[min(i - 1 + block, len(ls) - 1)])
                 if bar is not None:
                     jax.block_until_ready(state.params.W)
                     report(last, int(steps))
                 if callback is not None:
                     callback(last, int(steps))
+            view = state  # the population at this log point (a free-running method's: its snapshot)
             own = method.recorded_curvature(state.opt_state)
             if i > 0 and snaps is not None:
                 j = (i - 1) % block
