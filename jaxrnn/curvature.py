@@ -1,53 +1,24 @@
-"""Curvature of the gradient flow, matrix-free: Hessian-vector products and Lanczos.
+"""Curvature of the gradient flow, matrix-free: Lanczos on Hessian-vector products.
 
 The flow d theta/dt = -eta R grad L(theta) (R = the scaling's per-block rates, zero on untrained blocks)
 has Jacobian J = -eta R H, H the Hessian of L. In the coordinates phi = R^{-1/2} theta it reads
 J = -eta S with the *symmetric* S = R^{1/2} H R^{1/2}, so its stiffness is the spectrum of eta S:
 an explicit step h is stable only while h * eta * lambda_max(S) stays inside the method's real
 stability interval (RK4: 2.785, Euler: 2), and a linearly implicit step needs only S's few large
-eigenpairs. Everything here is matmul/jvp only (no eig/schur), so it runs inside jit on any backend;
-`eigh` of a k x k tridiagonal matrix is the only factorisation.
-
-One network at a time (vmap over a population): parameters are flattened with `ravel_pytree`.
+eigenpairs. The products S x themselves are differences of the field (`methods._FlatField.minus_jac`);
+Lanczos here is matmul-only (no eig/schur), so it runs inside jit on any backend; `eigh` of a k x k
+tridiagonal matrix is the only factorisation. One network at a time (vmap over a population).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
-__all__ = ["FlowOperator", "lanczos_extremes"]
-
-
-class FlowOperator(eqx.Module):
-    """x -> S x = R^{1/2} H R^{1/2} x at one point theta, for one network (flat vectors).
-
-    **Fields:**
-    - `grad_flat`: theta_flat -> grad L (flat), the loss's gradient with everything else closed over.
-    - `theta`: the point, flat, shape (n,).
-    - `sqrt_rates`: R^{1/2} per flat entry (0 on untrained parameters), shape (n,).
-
-    `matvec` is a forward-mode derivative of the gradient (`jax.jvp`), exact to rounding; it costs
-    about 2.5 gradients (measured: N = 64, dense exact loss).
-    """
-
-    grad_flat: Callable = eqx.field(static=True)
-    theta: Float[Array, " n"]
-    sqrt_rates: Float[Array, " n"]
-
-    def matvec(self, x: Float[Array, " n"]) -> Float[Array, " n"]:
-        _, hx = jax.jvp(self.grad_flat, (self.theta,), (self.sqrt_rates * x,))
-        return self.sqrt_rates * hx
-
-
-def flatten(tree):
-    """Flat vector and its inverse (`jax.flatten_util.ravel_pytree`)."""
-    return ravel_pytree(tree)
+__all__ = ["lanczos_extremes"]
 
 
 def lanczos_extremes(
