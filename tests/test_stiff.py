@@ -183,11 +183,13 @@ class _HalfExactLoss(AbstractLoss):
 
 
 def test_a_user_loss_through_the_interface():
-    """Flow on L/2 with eta = 2 is the flow on L with eta = 1: same trajectory, loss halved."""
-    method = jaxrnn.StiffFlow(0.1, rtol=1e-8)
+    """Flow on L/2 with eta = 2 is the flow on L with eta = 1: same trajectory, loss halved. RK4 without the
+    curvature check: the loss is what is under test here (StiffFlow's own tests train ExactLoss), and a
+    StiffFlow program per loss cost ~10 s more compilation."""
+    method = jaxrnn.GradientFlow(0.02, checks=0)
     pop = jaxrnn.init_population(6, 0.3, 0, 2)
     target = jaxrnn.leaky_integrator(0.3)
-    kw = dict(method=method, steps=10, n_log=3, compute_spectra=False)
+    kw = dict(method=method, steps=50, n_log=3, compute_spectra=False)
     half = train(pop, target, eta=2.0, loss=_HalfExactLoss(), **kw)
     full = train(pop, target, eta=1.0, loss=ExactLoss(doublings=14), **kw)
     np.testing.assert_allclose(2 * half.loss, full.loss, rtol=1e-7)
