@@ -42,11 +42,12 @@ print("outlier at the end:", np.round(res.outlier[:, -1].real, 4), "-> target 1 
 # %% [markdown]
 # ## The sigma = 0 theory from each network's own initial condition
 # At sigma = 0 the flow stays in span{u0, v0}: the exact 8-ODE reduction (docs/concepts.md §5) is the
-# simulation itself, to the ODE solver's tolerance.
+# simulation itself, to the ODE solver's tolerance (RK4 at the same dt: the same compiled program as above;
+# measured t_learn difference ~1e-7).
 
 # %%
 pop0 = jaxrnn.init_population(N=N, sigma=0.0, seed=0, indices=M)
-sim0 = jaxrnn.train(pop0, target, eta=1.0, method=jaxrnn.GradientFlow(dt=0.005), steps=800, n_log=41)
+sim0 = jaxrnn.train(pop0, target, eta=1.0, method=jaxrnn.GradientFlow(dt=0.02), steps=200, n_log=41)
 th0 = T.solve(target, t1=float(sim0.t[-1]), ts=sim0.t, network=pop0)
 rel = np.abs(sim0.t_learn / np.asarray(th0.t_learn) - 1)
 print("sigma = 0: simulation vs its own 8-ODE, t_learn relative difference:", rel.max())
