@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import functools
 import logging
 import numbers
 import time
@@ -45,6 +44,7 @@ import numpy as np
 from jaxtyping import Array, Bool
 from jax.typing import ArrayLike
 
+from ._compile import filter_jit, jit
 from .loss import (
     check_gramian,
     discrete_loss,
@@ -318,27 +318,29 @@ def _guarded_step(method: AbstractFixedStepMethod, field: NetworkField, state: _
     )
 
 
-@eqx.filter_jit
+@filter_jit
 def _advance(method: AbstractMethod, fields: NetworkField, state: _State, start, stop) -> _State:
     """Steps start..stop-1 for the whole population (dynamic bounds: one compile for all chunks)."""
     return method.advance(fields, state, start, stop)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _default_keys(noise_seed: int, M: int):
-    """fold_in(key(noise_seed), i) for the M networks (the seed static: exactly jax.random.key(noise_seed))."""
-    return jax.vmap(lambda i: jax.random.fold_in(jax.random.key(noise_seed), i))(jnp.arange(M))
+@jit(static_argnums=1)
+def _default_keys(key, M: int):
+    """fold_in(key, i) for the M networks. The key is an argument (made from the seed outside, exactly as
+    `jax.random.key(noise_seed)`): one compiled program serves every seed."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(M))
 
 
-@eqx.filter_jit
-def _initial_state(method: AbstractMethod, model: LinearRNN, eta, track: bool):
+@filter_jit
+def _initial_state(method: AbstractMethod, model: LinearRNN, eta, track: bool, checked: bool):
     """The trainer's state at step 0, the initial charge C0 and the outlier tracker (None unless `track`):
-    one compiled program for the set-up (as eager jnp calls, each op compiled a program of its own: ~40 of
-    them, ~1.5 s of a first call)."""
+    one compiled set-up program (as eager jnp calls, each op compiled a program of its own: ~40 of them,
+    ~1.5 s of a first call). The curvature check's random start vector is drawn only if it will run."""
     M, N = model.W.shape[:2]
     dtype = model.W.dtype
     opt_state = jax.vmap(method.init)(model, eta)
-    v0 = jax.random.normal(jax.random.key(0x5EED), (M, N * N + 2 * N), dtype)  # curvature-check start
+    n = N * N + 2 * N if checked else 0
+    v0 = jax.random.normal(jax.random.key(0x5EED), (M, n), dtype)  # curvature-check start
     state = _State(
         model,
         model,
@@ -354,7 +356,7 @@ def _initial_state(method: AbstractMethod, model: LinearRNN, eta, track: bool):
     return state, C0, tracker
 
 
-@eqx.filter_jit
+@filter_jit
 def _advance_through(method: AbstractMethod, fields: NetworkField, state: _State, start, stops, n):
     """A free-running method through the log steps stops[:n] (stops padded: one compile for all blocks)."""
     return method.advance_through(fields, state, start, stops, n)
@@ -375,7 +377,7 @@ def _snapshot_block(model: LinearRNN) -> int:
     return int(min(_SNAPSHOT_BLOCK, 2 ** int(np.log2(fit))))
 
 
-@eqx.filter_jit
+@filter_jit
 def _curvature(iterations: int, fields: NetworkField, state: _State):
     """Top eigenvalue of eta R^{1/2} H R^{1/2} per network (warm-started Lanczos), and its vector."""
     f = lambda fl, p, v: flow_curvature(fl, p, v, iterations)
@@ -383,7 +385,7 @@ def _curvature(iterations: int, fields: NetworkField, state: _State):
     return jnp.where(state.frozen, jnp.nan, lam), vec
 
 
-@eqx.filter_jit
+@filter_jit
 def _observe(loss_fn, state: _State, targets, W0, C0, tracker):
     """Device-side observables at a log point (matmul/LU only, no eig); `tracker` (None: off) is the
     population's `OutlierState`, advanced by `track_outlier` (warm-started subspace iteration)."""
@@ -471,7 +473,7 @@ class TrainResult:
         return train_result_to_xarray(self, sigma)
 
 
-@eqx.filter_jit
+@filter_jit
 def _broadcast_leaves(tree, M: int):
     return jax.tree.map(lambda x: jnp.broadcast_to(x, (M,) + x.shape), tree)
 
@@ -534,7 +536,7 @@ def _check_model(model) -> None:
             )
 
 
-@eqx.filter_jit
+@filter_jit
 def _finite_networks(model: LinearRNN) -> Bool[Array, "3 M"]:
     """Per block (W, u, v) and network: all entries finite. One program, not one per eager jnp op."""
     M = model.W.shape[0]
@@ -655,12 +657,12 @@ def train(
     ls = _log_steps(steps, n_log, log_steps)
     dtype = model.W.dtype
     eta_arr = jnp.asarray(eta_np, dtype)
-    keys = _default_keys(int(noise_seed), M) if keys is None else _check_keys(keys, M)
+    keys = _default_keys(jax.random.key(int(noise_seed)), M) if keys is None else _check_keys(keys, M)
     fields = NetworkField(loss, targets, eta_arr, keys, trainable)
-    state, C0, tracker = _initial_state(method, model, eta_arr, bool(compute_spectra))
-    W0 = model.W
     # fixed-step flows: warm-started Lanczos estimates at some log points; StiffFlow keeps its own (free)
     checked, iterations = method.curvature_checks(len(ls))
+    state, C0, tracker = _initial_state(method, model, eta_arr, bool(compute_spectra), bool(checked))
+    W0 = model.W
 
     bar = None
     if progress:

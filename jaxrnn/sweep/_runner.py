@@ -205,8 +205,12 @@ def _shard(tree, mesh):
     return jax.tree.map(lambda x: jax.device_put(x, sh) if eqx.is_array(x) else x, tree)
 
 
+_NOISE_SALT = 0x5EED
+
+
 def build_population(spec: SweepSpec, N: int, net: dict):
-    """The initial population and its per-network keys: network (seed, draw) -> network_key(seed, draw)."""
+    """The initial population and its per-network noise keys: network (seed, draw) is drawn from
+    network_key(seed, draw), its sampled-loss noise from fold_in(network_key(seed, draw), _NOISE_SALT)."""
     from ..model import init_population, network_keys
 
     model = init_population(
@@ -218,7 +222,7 @@ def build_population(spec: SweepSpec, N: int, net: dict):
         scaling=spec.train.scaling,
         dtype=_dtype(spec),
     )
-    return model, network_keys(net["seed"], net["draw"])
+    return model, network_keys(net["seed"], net["draw"], salt=_NOISE_SALT)
 
 
 def run_chunk(
@@ -226,7 +230,6 @@ def run_chunk(
 ) -> dict:
     """Train the networks of `cells` (a subset of the chunk's cells) padded to `chunk.size`; returns
     store-layout arrays (n_cells, n_seeds, ...)."""
-    import jax
 
     from ..train import train
 
@@ -235,8 +238,7 @@ def run_chunk(
     net = _networks(spec, cells)
     n_real = len(net["seed"])
     netp = {k: _pad(v, chunk.size) for k, v in net.items()}
-    model, keys = build_population(spec, N, netp)
-    noise_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(keys)
+    model, noise_keys = build_population(spec, N, netp)
     targets = _targets(spec, netp["c"], netp["w"])
     model, targets, noise_keys = _shard((model, targets, noise_keys), mesh)
     si = spec.spectra_indices()

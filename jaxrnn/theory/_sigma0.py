@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._compile import ELEMENTWISE, compiler_options, jit
 from ..model import LinearRNN
 from ..targets import ExponentialSum
 from ._ode import integrate
@@ -205,8 +206,8 @@ _COMPILED: dict = {}
 
 
 def _grid_states(target, y0, ts, n_saves, rtol, atol, max_steps, *, symmetric, lanes):
-    """`_grid_states_fn`, compiled ahead of time once per (shapes, symmetric, lanes) with LLVM's expensive
-    passes off: on this elementwise program they cost ~30% of the compile time and no measurable run time."""
+    """`_grid_states_fn`, compiled ahead of time once per (shapes, symmetric, lanes) as an `ELEMENTWISE`
+    program (jaxrnn._compile)."""
     args = (target, y0, ts, n_saves, rtol, atol, max_steps)
     key = (
         jax.tree.structure(args),
@@ -216,11 +217,11 @@ def _grid_states(target, y0, ts, n_saves, rtol, atol, max_steps, *, symmetric, l
     )
     if key not in _COMPILED:
         fn = jax.jit(functools.partial(_grid_states_fn, symmetric=symmetric, lanes=lanes))
-        _COMPILED[key] = fn.lower(*args).compile(compiler_options={"xla_llvm_disable_expensive_passes": True})
+        _COMPILED[key] = fn.lower(*args).compile(compiler_options=compiler_options(ELEMENTWISE))
     return _COMPILED[key](*args)
 
 
-@jax.jit
+@jit
 def _grid_observables8(ys, target):
     """Loss, lambda_+-, outlier (kind-free: both members of the pair are returned) of (cells, T, 8) states."""
     loss = jax.vmap(jax.vmap(eight_loss, (0, None)))(ys, target)

@@ -1,0 +1,96 @@
+"""How jaxrnn's programs are compiled: the XLA options of each role of program, in one place.
+
+A first call of `train`, and most of a small sweep, is compiling, not running. On the CPU backend two XLA
+options cut that with no loss of run time (`benchmarks/bench_compile.py`, docs/core.md "Compile time"):
+
+- `xla_cpu_use_fusion_emitters = False`: the classic elemental emitters instead of XLA's newer MLIR fusion
+  emitters, which compile the exact loss's gradient ~1.8x slower;
+- `xla_backend_optimization_level = 1`: LLVM at -O1. The exact and sampled gradients at N = 64 compile
+  in 0.9-1.1 s instead of 2.1-3.9 s; their run time is unchanged at N = 64 and within ~5% (noise) at
+  N = 128; the threefry random bits compile 4x faster, bit for bit the same draws.
+
+Roles: `HOT` (the default: training steps, observables, set-up) and `ELEMENTWISE`, for programs made of
+elementwise loops only (the theory's batched Rosenbrock solver): there -O1 costs ~40% of run time, so it
+keeps LLVM's default level with its expensive passes off (~40% of the compile time, no run-time cost).
+Other backends (GPU, TPU) compile with XLA's defaults. An option this jaxlib does not know is dropped
+(probed once, by compiling a one-op program), so older and newer jaxlibs keep working.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+__all__ = ["HOT", "ELEMENTWISE", "Role", "compiler_options", "filter_jit", "jit"]
+
+Role = Literal["hot", "elementwise"]
+HOT: Role = "hot"
+ELEMENTWISE: Role = "elementwise"
+
+_CPU_OPTIONS: dict[str, dict[str, Any]] = {
+    HOT: {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1},
+    ELEMENTWISE: {"xla_cpu_use_fusion_emitters": False, "xla_llvm_disable_expensive_passes": True},
+}
+
+
+@functools.cache
+def _known(name: str, value) -> bool:
+    """Whether this jaxlib's CPU compiler accepts the option (a one-op program, ~20 ms, once per option)."""
+    try:
+        jax.jit(lambda x: x + 1, compiler_options={name: value})(jnp.zeros((), jnp.float32))
+    except RuntimeError:  # XLA: "No such compile option", or a value it rejects
+        return False
+    return True
+
+
+def compiler_options(role: Role, backend: str | None = None) -> dict[str, Any] | None:
+    """The XLA options of a program of this role on `backend` (default: JAX's default backend)."""
+    if role not in _CPU_OPTIONS:
+        raise ValueError(f"role must be one of {sorted(_CPU_OPTIONS)}, got {role!r}")
+    if (backend or jax.default_backend()) != "cpu":
+        return None
+    return {k: v for k, v in _CPU_OPTIONS[role].items() if _known(k, v)} or None
+
+
+class _Deferred:
+    """A jit wrapper built on first call, when the backend (and so the options) is known: importing
+    jaxrnn must not start JAX's backends. `fn.as_role(role)` is the same program compiled for another role."""
+
+    def __init__(self, make: Callable[[dict[str, Any] | None], Callable], role: Role, fun: Callable):
+        self._make = make
+        self._role: Role = role
+        self._built: dict[tuple[str, Role], Callable] = {}
+        functools.update_wrapper(self, fun)
+
+    def as_role(self, role: Role) -> Callable:
+        backend = jax.default_backend()
+        fn = self._built.get((backend, role))
+        if fn is None:
+            fn = self._built[backend, role] = self._make(compiler_options(role, backend))
+        return fn
+
+    def __call__(self, *args, **kwargs):
+        return self.as_role(self._role)(*args, **kwargs)
+
+    def lower(self, *args, **kwargs):
+        return self.as_role(self._role).lower(*args, **kwargs)  # pyright: ignore[reportAttributeAccessIssue]
+
+
+def filter_jit(fun: Callable | None = None, *, role: Role = HOT, **jitkwargs) -> Any:
+    """`equinox.filter_jit` with the role's compiler options. Use as `@filter_jit` or `@filter_jit(role=ELEMENTWISE)`."""
+    if fun is None:
+        return lambda f: filter_jit(f, role=role, **jitkwargs)
+    make = lambda opts: eqx.filter_jit(fun, compiler_options=opts, **jitkwargs)  # pyright: ignore[reportCallIssue]
+    return _Deferred(make, role, fun)
+
+
+def jit(fun: Callable | None = None, *, role: Role = HOT, **jitkwargs) -> Any:
+    """`jax.jit` with the role's compiler options. Use as `@jit`, `@jit(static_argnums=...)`."""
+    if fun is None:
+        return lambda f: jit(f, role=role, **jitkwargs)
+    return _Deferred(lambda opts: jax.jit(fun, compiler_options=opts, **jitkwargs), role, fun)
