@@ -3,7 +3,6 @@ errors as data. (The sigma = 0 grids use the batched Rodas4 of `_rosenbrock` ins
 
 from __future__ import annotations
 
-import diffrax
 import jax.numpy as jnp
 
 __all__ = ["integrate", "integrate_gradient_flow"]
@@ -20,6 +19,8 @@ def integrate(
 
     **Returns:** `(ys, ok, num_steps)` with ys of shape (len(ts), *y0.shape).
     """
+    import diffrax  # lazily: importing it costs ~0.7 s, and the sigma = 0 grids never need it
+
     solver = solver if solver is not None else diffrax.Kvaerno5()
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(rhs),
@@ -45,6 +46,8 @@ def integrate_gradient_flow(rhs, y0, ts, *, rtol, atol, max_steps):
 
     Their right-hand side is an O(D^3) Lyapunov solve, so a Jacobian for an implicit method would cost D^2 of
     them (docs/theory.md); one choice for all three. **Returns:** `(ys, ok, num_steps)` as `integrate`."""
+    import diffrax  # lazily: importing it costs ~0.7 s, and the sigma = 0 grids never need it
+
     return integrate(
         rhs,
         y0,

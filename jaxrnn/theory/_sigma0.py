@@ -221,12 +221,25 @@ def _grid_states(target, y0, ts, n_saves, rtol, atol, max_steps, *, symmetric, l
     return _COMPILED[key](*args)
 
 
-@jit
-def _grid_observables8(ys, target):
-    """Loss, lambda_+-, outlier (kind-free: both members of the pair are returned) of (cells, T, 8) states."""
+@jit(static_argnums=0)
+def _grid_inputs(symmetric: bool, y0):
+    """The solver's start states: the 8-states y0, or their 5-states when `symmetric` (one program)."""
+    return jax.vmap(lambda y: five_state_from_eight(y)[0])(y0) if symmetric else y0
+
+
+@jit(static_argnums=0)
+def _grid_outputs(symmetric: bool, ys, target):
+    """8-states, loss, lambda_+- and the conserved charge of (cells, T, n) solver states, as one program
+    (kind-free: both members of the pair are returned; eagerly, ~40 small programs compiled one by one)."""
+    zs = ys
+    if symmetric:
+        ys = eight_from_five(zs)
     loss = jax.vmap(jax.vmap(eight_loss, (0, None)))(ys, target)
     lp, lm = two_pole_eigenvalues(_unpack8(ys)[0])
-    return loss, lp, lm
+    return ys, loss, lp, lm, five_charge(zs) if symmetric else eight_charge(ys)
+
+
+outlier_of_pair = jit(_outlier, static_argnums=2)
 
 
 def solve_sigma0_grid(
@@ -256,8 +269,7 @@ def solve_sigma0_grid(
     idx = np.concatenate([order, np.full(Bp - B, order[-1])])
     tg = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[idx], jnp.float64), _kindless(target))
     y0 = jnp.asarray(np.asarray(y0, np.float64)[idx])
-    if symmetric:
-        y0 = jax.vmap(lambda y: five_state_from_eight(y)[0])(y0)
+    y0 = _grid_inputs(symmetric, y0)
     T = len(ts)
     Tp = max(16, 1 << int(np.ceil(np.log2(T))))
     tpad = np.concatenate([ts, ts[-1] + np.arange(1, Tp - T + 1)])  # never reached: n_saves = T
@@ -276,13 +288,9 @@ def solve_sigma0_grid(
     ys = ys[:, :T]
     inv = np.empty(B, int)
     inv[order] = np.arange(B)
-    out = {}
-    if symmetric:
-        out["z"] = ys
-        ys = eight_from_five(ys)
-    loss, lp, lm = _grid_observables8(ys, tg)
-    out.update(y=ys, loss=loss, lambda_plus=lp, lambda_minus=lm, ok=ok, num_steps=n)
-    out["charge"] = five_charge(out["z"]) if symmetric else eight_charge(ys)
+    out = {"z": ys} if symmetric else {}
+    ys, loss, lp, lm, charge = _grid_outputs(symmetric, ys, tg)
+    out.update(y=ys, loss=loss, lambda_plus=lp, lambda_minus=lm, ok=ok, num_steps=n, charge=charge)
     out = {k: np.asarray(v)[inv] for k, v in out.items()}
     if lead:
         out = {k: v[:, 1:] if v.ndim >= 2 and v.shape[1] == len(ts) else v for k, v in out.items()}

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from .._compile import jit
 from ..model import LinearRNN, init_network
 from ..targets import ExponentialSum
 from ._result import TheoryResult, make_result
@@ -230,6 +231,14 @@ def solve(
         )
 
 
+@jit
+def _eight_states(W, u, v):
+    """8-states of a batch of networks (one program; eagerly, one per op)."""
+    return jnp.vectorize(
+        lambda W, u, v: eight_state_from_network(LinearRNN(W, u, v))[0], signature="(n,n),(n),(n)->(k)"
+    )(W, u, v)
+
+
 def _run_sigma0(target, eta, network, ts, symmetric, rtol, atol, max_steps, threshold):
     if network is None:
         nb = ()
@@ -237,13 +246,8 @@ def _run_sigma0(target, eta, network, ts, symmetric, rtol, atol, max_steps, thre
         symmetric = True if symmetric is None else symmetric
     else:
         nb = _network_batch(network)
-        W, u, v = (jnp.asarray(x, jnp.float64) for x in (network.W, network.u, network.v))
-        y0 = np.asarray(
-            jnp.vectorize(
-                lambda W, u, v: eight_state_from_network(LinearRNN(W, u, v))[0],
-                signature="(n,n),(n),(n)->(k)",
-            )(W, u, v)
-        )
+        W, u, v = (np.asarray(x, np.float64) for x in (network.W, network.u, network.v))
+        y0 = np.asarray(_eight_states(W, u, v))
         nu, nv = np.linalg.norm(y0[..., 4:6], axis=-1), np.linalg.norm(y0[..., 6:8], axis=-1)
         balanced = not np.any(np.abs(nu - nv) > 1e-12 * np.maximum(nu, 1.0))
         if symmetric is None:
@@ -259,11 +263,9 @@ def _run_sigma0(target, eta, network, ts, symmetric, rtol, atol, max_steps, thre
     e = np.broadcast_to(np.asarray(eta, np.float64), batch).reshape(B)
     y0 = np.broadcast_to(y0, tuple(batch) + (8,)).reshape(B, 8)
     out = solve_sigma0_grid(tg, y0, e, ts, symmetric=symmetric, rtol=rtol, atol=atol, max_steps=max_steps)
-    from ._sigma0 import _outlier
+    from ._sigma0 import outlier_of_pair
 
-    out["outlier"] = np.asarray(
-        _outlier(jnp.asarray(out["lambda_plus"]), jnp.asarray(out["lambda_minus"]), target.kind)
-    )
+    out["outlier"] = np.asarray(outlier_of_pair(out["lambda_plus"], out["lambda_minus"], target.kind))
     out = {k: v.reshape(tuple(batch) + v.shape[1:]) for k, v in out.items()}
     return make_result(ts, out, "5ode" if symmetric else "8ode", threshold)
 
