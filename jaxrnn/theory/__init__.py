@@ -11,6 +11,7 @@ float64 whatever the global x64 flag. sigma = 0 grids run through a batched Roda
 
 from ._reference import reference_flow as reference_flow
 from ._sigma0 import (
+    MIN_GRID_CELLS as MIN_GRID_CELLS,
     eight_charge as eight_charge,
     eight_loss as eight_loss,
     eight_state_from_network as eight_state_from_network,

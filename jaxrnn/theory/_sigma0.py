@@ -203,6 +203,9 @@ def _grid_states_fn(target, y0, ts, n_saves, rtol, atol, max_steps, *, symmetric
 
 
 _COMPILED: dict = {}
+# grids pad to at least this many cells, so that a sweep's small grids (its N -> inf points, a chunk of its
+# sigma = 0 networks) share one compiled program; idle lanes cost nothing measurable at this size
+MIN_GRID_CELLS = 32
 
 
 def _grid_states(target, y0, ts, n_saves, rtol, atol, max_steps, *, symmetric, lanes):
@@ -250,8 +253,8 @@ def solve_sigma0_grid(
     Time rescaling: the flow is dx/dt = -eta R grad L(x), so x_eta(t) = x_1(eta t); every cell is solved at
     rate 1 on its own save times eta * ts (the same adaptive steps in rescaled time, so the same accuracy).
     Cells are queued stiffest first (smallest target decay rate), which only balances the work queue.
-    The batch and the number of save times are padded to powers of two (copies of a cell, dropped; ignored
-    save slots) so grids of similar size share one compiled program.
+    The batch and the number of save times are padded to powers of two, the batch to at least
+    MIN_GRID_CELLS (copies of a cell, dropped; ignored save slots) so grids of similar size share one compiled program.
 
     **Arguments:** `target` (cells, J) leaves; `y0` (cells, 8) 8-states (the 5-state is taken from them when
     `symmetric`); `eta` (cells,) > 0; `ts` (T,) save times, ts[0] = 0.
@@ -265,7 +268,7 @@ def solve_sigma0_grid(
         ts = np.concatenate([[0.0], ts])
     eta = np.asarray(eta, np.float64)
     order = np.argsort(np.min(np.asarray(target.s_re), -1), kind="stable")
-    Bp = max(8, 1 << int(np.ceil(np.log2(max(B, 1)))))
+    Bp = max(MIN_GRID_CELLS, 1 << int(np.ceil(np.log2(max(B, 1)))))
     idx = np.concatenate([order, np.full(Bp - B, order[-1])])
     tg = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[idx], jnp.float64), _kindless(target))
     y0 = jnp.asarray(np.asarray(y0, np.float64)[idx])
