@@ -152,7 +152,8 @@ def damped_oscillator(c, w, *, dtype=None) -> ExponentialSum:
 
 
 def _single_pole(c, w, dtype, kind):
-    dtype = dtype or jnp.result_type(float)
-    c, w = jnp.broadcast_arrays(jnp.asarray(c, dtype), jnp.asarray(w, dtype))
-    one, zero = jnp.ones_like(c)[..., None], jnp.zeros_like(c)[..., None]
-    return ExponentialSum(one, zero, c[..., None], -w[..., None], kind=kind)
+    dtype = jnp.dtype(dtype or jnp.result_type(float))
+    # built in numpy and moved once: eager jnp ops would each compile a small program on first use
+    c, w = np.broadcast_arrays(np.asarray(c, dtype), np.asarray(w, dtype))
+    one, zero = np.ones_like(c)[..., None], np.zeros_like(c)[..., None]
+    return ExponentialSum(*(jnp.asarray(x) for x in (one, zero, c[..., None], -w[..., None])), kind=kind)

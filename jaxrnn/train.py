@@ -742,7 +742,7 @@ def train(
     unstable = method.unstable(curvature, np.asarray(state.loss_rise), dtype)
     status = np.where(~frozen & unstable, STATUS_UNSTABLE_STEP, status)
     t_learn = learning_time(t, out["loss"])
-    target_eig = np.asarray(1.0 - (targets.s_re[:, 0] - 1j * np.abs(targets.s_im[:, 0])))
+    target_eig = 1.0 - (np.asarray(targets.s_re)[:, 0] - 1j * np.abs(np.asarray(targets.s_im)[:, 0]))
     t_eig = eigenvalue_learning_time(t, outlier, target_eig, valid=separated)
     flagged = status == STATUS_UNSTABLE_STEP
     t_learn, t_eig = np.where(flagged, np.nan, t_learn), np.where(flagged, np.nan, t_eig)
