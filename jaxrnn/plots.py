@@ -64,7 +64,9 @@ def _save(fig, out, stem, formats, ds=None):
     files = []
     for fmt in formats:
         p = Path(out) / f"{stem}.{fmt}"
-        fig.savefig(p, dpi=120)  # every figure is laid out by constrained_layout: no second draw for a tight bbox
+        fig.savefig(
+            p, dpi=120
+        )  # every figure is laid out by constrained_layout: no second draw for a tight bbox
         files.append(p)
     _plt().close(fig)
     return files
