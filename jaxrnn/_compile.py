@@ -4,10 +4,10 @@ A first call of `train`, and most of a small sweep, is compiling, not running. O
 options cut that with no loss of run time (`benchmarks/bench_compile.py`, docs/core.md "Compile time"):
 
 - `xla_cpu_use_fusion_emitters = False`: the classic elemental emitters instead of XLA's newer MLIR fusion
-  emitters, which compile the exact loss's gradient ~1.8x slower;
-- `xla_backend_optimization_level = 1`: LLVM at -O1. The exact and sampled gradients at N = 64 compile
-  in 0.9-1.1 s instead of 2.1-3.9 s; their run time is unchanged at N = 64 and within ~5% (noise) at
-  N = 128; the threefry random bits compile 4x faster, bit for bit the same draws.
+  emitters;
+- `xla_backend_optimization_level = 1`: LLVM at -O1. Together, the exact and sampled gradients (N = 64
+  and 128) compile in 1.2-1.6 s instead of 2.6-4.1 s, and run within -6%..+5% of XLA's defaults (this
+  machine's noise); the threefry random bits compile 4x faster, bit for bit the same draws.
 
 Roles: `HOT` (the default: training steps, observables, set-up) and `ELEMENTWISE`, for programs made of
 elementwise loops only (the theory's batched Rosenbrock solver): there -O1 costs ~40% of run time, so it
