@@ -43,8 +43,8 @@ def _known(name: str, value) -> bool:
     """Whether this jaxlib's CPU compiler accepts the option (a one-op program, ~20 ms, once per option)."""
     try:
         jax.jit(lambda x: x + 1, compiler_options={name: value})(jnp.zeros((), jnp.float32))
-    except RuntimeError:  # XLA: "No such compile option", or a value it rejects
-        return False
+    except (RuntimeError, TypeError):  # XLA: "No such compile option" / a rejected value; TypeError: a jax
+        return False  # without `jax.jit(compiler_options=...)`
     return True
 
 
@@ -81,11 +81,16 @@ class _Deferred:
         return self.as_role(self._role).lower(*args, **kwargs)  # pyright: ignore[reportAttributeAccessIssue]
 
 
+def _with_options(jitkwargs: dict, opts: dict[str, Any] | None) -> dict:
+    """`compiler_options` only when there are some (older jax versions do not take the argument at all)."""
+    return {**jitkwargs, "compiler_options": opts} if opts else dict(jitkwargs)
+
+
 def filter_jit(fun: Callable | None = None, *, role: Role = HOT, **jitkwargs) -> Any:
     """`equinox.filter_jit` with the role's compiler options. Use as `@filter_jit` or `@filter_jit(role=ELEMENTWISE)`."""
     if fun is None:
         return lambda f: filter_jit(f, role=role, **jitkwargs)
-    make = lambda opts: eqx.filter_jit(fun, compiler_options=opts, **jitkwargs)  # pyright: ignore[reportCallIssue]
+    make = lambda opts: eqx.filter_jit(fun, **_with_options(jitkwargs, opts))
     return _Deferred(make, role, fun)
 
 
@@ -93,4 +98,4 @@ def jit(fun: Callable | None = None, *, role: Role = HOT, **jitkwargs) -> Any:
     """`jax.jit` with the role's compiler options. Use as `@jit`, `@jit(static_argnums=...)`."""
     if fun is None:
         return lambda f: jit(f, role=role, **jitkwargs)
-    return _Deferred(lambda opts: jax.jit(fun, compiler_options=opts, **jitkwargs), role, fun)
+    return _Deferred(lambda opts: jax.jit(fun, **_with_options(jitkwargs, opts)), role, fun)
