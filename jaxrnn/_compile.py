@@ -59,26 +59,25 @@ def compiler_options(role: Role, backend: str | None = None) -> dict[str, Any] |
 
 class _Deferred:
     """A jit wrapper built on first call, when the backend (and so the options) is known: importing
-    jaxrnn must not start JAX's backends. `fn.as_role(role)` is the same program compiled for another role."""
+    jaxrnn must not start JAX's backends."""
 
     def __init__(self, make: Callable[[dict[str, Any] | None], Callable], role: Role, fun: Callable):
         self._make = make
         self._role: Role = role
-        self._built: dict[tuple[str, Role], Callable] = {}
+        self._built: dict[str, Callable] = {}  # backend -> jitted function
         functools.update_wrapper(self, fun)
 
-    def as_role(self, role: Role) -> Callable:
+    def _jitted(self) -> Callable:
         backend = jax.default_backend()
-        fn = self._built.get((backend, role))
-        if fn is None:
-            fn = self._built[backend, role] = self._make(compiler_options(role, backend))
-        return fn
+        if backend not in self._built:
+            self._built[backend] = self._make(compiler_options(self._role, backend))
+        return self._built[backend]
 
     def __call__(self, *args, **kwargs):
-        return self.as_role(self._role)(*args, **kwargs)
+        return self._jitted()(*args, **kwargs)
 
     def lower(self, *args, **kwargs):
-        return self.as_role(self._role).lower(*args, **kwargs)  # pyright: ignore[reportAttributeAccessIssue]
+        return self._jitted().lower(*args, **kwargs)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def _with_options(jitkwargs: dict, opts: dict[str, Any] | None) -> dict:

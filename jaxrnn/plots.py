@@ -64,9 +64,8 @@ def _save(fig, out, stem, formats, ds=None):
     files = []
     for fmt in formats:
         p = Path(out) / f"{stem}.{fmt}"
-        fig.savefig(
-            p, dpi=120
-        )  # every figure is laid out by constrained_layout: no second draw for a tight bbox
+        # every figure is laid out by constrained_layout: no bbox_inches="tight" (it drew each figure twice)
+        fig.savefig(p, dpi=120)
         files.append(p)
     _plt().close(fig)
     return files

@@ -256,7 +256,8 @@ def solve_sigma0_grid(
     rate 1 on its own save times eta * ts (the same adaptive steps in rescaled time, so the same accuracy).
     Cells are queued stiffest first (smallest target decay rate), which only balances the work queue.
     The batch and the number of save times are padded to powers of two, the batch to at least
-    MIN_GRID_CELLS (copies of a cell, dropped; ignored save slots) so grids of similar size share one compiled program.
+    MIN_GRID_CELLS (copies of a cell, dropped; ignored save slots), so grids of similar size share one
+    compiled program.
 
     **Arguments:** `target` (cells, J) leaves; `y0` (cells, 8) 8-states (the 5-state is taken from them when
     `symmetric`); `eta` (cells,) > 0; `ts` (T,) save times, ts[0] = 0.
