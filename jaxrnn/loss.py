@@ -21,7 +21,8 @@ Write s = the readout scale (1/N mean-field), A = W - I, and k*(tau) = Re sum_j 
 Fast paths (same values to the dtype's precision; the functions above are their references):
 - `population_loss_and_grad_fast` / `population_loss_fast`: `lyapunov.gramians_adaptive` (doublings
   stop once |F^(2^K)|_F^2 <= eps, the first ones on rank-one factors, the shift from
-  `lyapunov.cayley_shift`, the resolvents from the same powers of F: one LU per step).
+  `lyapunov.cayley_shift`, the resolvents from the same powers of F: one inverse per step, an LU or
+  the Neumann product).
 - `sampled_loss_fft`: the error response e_n computed once per network (`impulse_response_euler`,
   independent of the batch) and convolved with the noise by FFT; same noise as `sampled_loss`.
 """
@@ -192,10 +193,11 @@ def _fast_terms(
     shift: float | ArrayLike | None,
     need_grad: bool,
     factored: int | None = None,
+    inverse: str = "lu",
 ):
     """P v, O u, O P, x, y, tail and the doublings used, all from `gramians_adaptive` (see its doc):
-    one LU per step (the Cayley transform); the resolvents come from the same powers of F, in real
-    arithmetic for real poles (`kind="integrator"`: s_im = 0)."""
+    one inverse per step (the Cayley transform's, by `inverse`); the resolvents come from the same powers
+    of F, in real arithmetic for real poles (`kind="integrator"`: s_im = 0)."""
     A = model.W - jnp.eye(model.N, dtype=model.W.dtype)
     if shift is None:
         shift = cayley_shift(model.W)
@@ -209,6 +211,7 @@ def _fast_terms(
         observability=need_grad,
         poles=poles,
         factored=factored,
+        inverse=inverse,
     )
     cdtype = jnp.result_type(model.W.dtype, jnp.complex64)
     x = x.astype(cdtype)
@@ -226,6 +229,7 @@ def population_loss_and_grad_fast(
     max_doublings: int = ...,
     shift: float | ArrayLike | None = ...,
     factored: int | None = ...,
+    inverse: str = ...,
     return_doublings: Literal[False] = ...,
 ) -> tuple[Scalar, LinearRNN, Scalar]: ...
 
@@ -238,6 +242,7 @@ def population_loss_and_grad_fast(
     max_doublings: int = ...,
     shift: float | ArrayLike | None = ...,
     factored: int | None = ...,
+    inverse: str = ...,
     return_doublings: Literal[True],
 ) -> tuple[Scalar, LinearRNN, Scalar, Array]: ...
 
@@ -250,6 +255,7 @@ def population_loss_and_grad_fast(
     max_doublings: int = ...,
     shift: float | ArrayLike | None = ...,
     factored: int | None = ...,
+    inverse: str = ...,
     return_doublings: bool,
 ) -> tuple[Scalar, LinearRNN, Scalar] | tuple[Scalar, LinearRNN, Scalar, Array]: ...
 
@@ -261,6 +267,7 @@ def population_loss_and_grad_fast(
     max_doublings: int = DEFAULT_DOUBLINGS,
     shift: float | ArrayLike | None = None,
     factored: int | None = None,
+    inverse: str = "lu",
     return_doublings: bool = False,
 ) -> tuple[Scalar, LinearRNN, Scalar] | tuple[Scalar, LinearRNN, Scalar, Array]:
     """`population_loss_and_grad` (dense Gramians) with adaptive doublings and an automatic shift.
@@ -270,14 +277,16 @@ def population_loss_and_grad_fast(
     network that fails to converge is flagged by the same `tail` test); the first doublings run on
     rank-one factors (`factored`, default min(4, log2(N) - 1): a doubling on factors costs one n^3
     squaring against five for a dense one, so it pays unless the spectrum needs fewer); `shift=None`
-    picks the Cayley shift from `lyapunov.cayley_shift` (a float fixes it). The resolvents come from the
-    same powers of F (no LU besides the Cayley transform's). Not reverse-differentiable (a while loop):
+    picks the Cayley shift from `lyapunov.cayley_shift` (a float fixes it). `inverse` inverts pI - A by
+    one LU ("lu") or by the matmul-only Neumann product with an LU fallback ("neumann", for one network
+    at a time: see `lyapunov.cayley_resolvent`). The resolvents come from the same powers of F (no
+    factorisation besides the Cayley transform's). Not reverse-differentiable (a while loop):
     its gradient is the adjoint one it returns.
 
     Returns (loss, grad, tail), plus K (the doublings used) with `return_doublings`.
     """
     s = model.readout_scale
-    Pv, Ou, OP, x, y, tail, K = _fast_terms(model, target, max_doublings, shift, True, factored)
+    Pv, Ou, OP, x, y, tail, K = _fast_terms(model, target, max_doublings, shift, True, factored, inverse)
     assert Ou is not None and OP is not None and y is not None  # need_grad=True
     r = target.residues.astype(x.dtype)
     cross = jnp.real(jnp.sum(r * (x @ model.v.astype(x.dtype))))
@@ -300,11 +309,12 @@ def population_loss_fast(
     max_doublings: int = DEFAULT_DOUBLINGS,
     shift: float | ArrayLike | None = None,
     factored: int | None = None,
+    inverse: str = "lu",
 ) -> Scalar:
     """`population_loss` by the adaptive solver of `population_loss_and_grad_fast` (P only, x only)."""
     s = model.readout_scale
     Pv, _, _, x, _, _, _ = _fast_terms(
-        model, target, max_doublings, shift, need_grad=False, factored=factored
+        model, target, max_doublings, shift, need_grad=False, factored=factored, inverse=inverse
     )
     cross = jnp.real(jnp.sum(target.residues.astype(x.dtype) * (x @ model.v.astype(x.dtype))))
     return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)

@@ -1,11 +1,12 @@
 """Training methods: one interface, final concrete classes (as diffrax's solvers and controllers).
 
-Every method advances a population (vmapped over networks) from one log step to the next:
+Every method advances a population from one log step to the next (each network on its own: vmapped, or on
+CPU from N = 64 one network at a time, `_population.over_networks`):
 
 - `AbstractMethod`: `time_per_step`, `init(params, eta)` (per-network method state) and
   `advance(...)` (the population from step `start` to `stop`).
-- `AbstractFixedStepMethod`: one `step(field, params, state, i)` per step index, looped by a shared
-  `lax.fori_loop`. Final: `GradientFlow(dt, "euler" | "rk4")`, `GradientDescent()`, `OptaxOptimizer`.
+- `AbstractFixedStepMethod`: one `step(field, params, state, i)` per step index, looped by a
+  `lax.fori_loop` per network. Final: `GradientFlow(dt, "euler" | "rk4")`, `GradientDescent()`, `OptaxOptimizer`.
 - `StiffFlow(dt, rtol, ...)`: adaptive, linearly implicit gradient flow (Rosenbrock-W, see its doc);
   each network has its own time and step and runs free through a block of log points
   (`advance_through`, `free_running`), recording its state as it lands on each.
@@ -27,6 +28,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int
 
+from ._population import over_networks
 from .curvature import lanczos_extremes
 from .model import LinearRNN
 from .stability import EULER_LIMIT, RK4_LIMIT
@@ -229,8 +231,10 @@ class AbstractFixedStepMethod(AbstractMethod):
     def advance(self, fields, state, start, stop):
         from .train import _guarded_step  # the freeze-and-flag wrapper shared by all fixed-step methods
 
-        step = jax.vmap(lambda f, s, i: _guarded_step(self, f, s, i), in_axes=(0, 0, None))
-        return jax.lax.fori_loop(start, stop, lambda i, s: step(fields, s, i), state)
+        def one_network(field, s):  # all the block's steps: on CPU from N = 64 the network stays in cache
+            return jax.lax.fori_loop(start, stop, lambda i, s: _guarded_step(self, field, s, i), s)
+
+        return over_networks(one_network, state.params.W.shape[-1], fields, state)
 
 
 # ----------------------------------------------------------------------------- fixed-step methods

@@ -1,8 +1,9 @@
 """Train a whole population of linear RNNs in one compiled program.
 
-`train` runs the method's population step (`vmap` over the network axis) chunk by chunk between log
-points, jitted once per static configuration, so the host can record observables; memory does not grow
-with the number of steps beyond the log.
+`train` runs the method's population step (every network on its own: `vmap` over the network axis, or
+on CPU from N = 64 one network at a time, `_population.over_networks`) chunk by chunk between log
+points, jitted once per static configuration, so the host can record observables; memory does not
+grow with the number of steps beyond the log.
 
 Methods (`jaxrnn.methods`; eta may differ per network), all behind `AbstractMethod`:
 - `GradientFlow(dt, solver)`: integrates d theta/dt = -eta R grad L with R = the scaling's rates
@@ -45,6 +46,7 @@ from jaxtyping import Array, Bool
 from jax.typing import ArrayLike
 
 from ._compile import filter_jit, jit
+from ._population import over_networks, per_network
 from .loss import (
     check_gramian,
     discrete_loss,
@@ -57,7 +59,7 @@ from .loss import (
     sampled_loss_fft,
 )
 from .loss import GRAMIANS
-from .lyapunov import DEFAULT_DOUBLINGS, doublings_for
+from .lyapunov import DEFAULT_DOUBLINGS, INVERSES, doublings_for
 from .methods import (
     EULER_LIMIT,
     RK4_LIMIT,
@@ -121,7 +123,8 @@ class AbstractLoss(eqx.Module):
     - `value_and_grad(model, target, key)` -> (L, grad L as a `LinearRNN`, ok): `ok` false flags a value
       that cannot be trusted (e.g. the Lyapunov solve did not converge: W - I not Hurwitz).
     - `monitor(model, target)`: the deterministic exact loss the objective estimates (for logs).
-    - `resolved(targets)`: the loss with options that depend on the targets filled in.
+    - `resolved(targets, one_at_a_time)`: the loss with options that depend on the targets, and on
+      whether `train` evaluates it for one network at a time (`_population.over_networks`), filled in.
     - `stationary`: needs every target's c > 0; `deterministic`: no sampling noise (a smooth field).
     Concrete losses are final (options are plain numbers, so a loss is hashable and jit-static).
     """
@@ -135,7 +138,7 @@ class AbstractLoss(eqx.Module):
     @abc.abstractmethod
     def monitor(self, model, target): ...
 
-    def resolved(self, targets) -> AbstractLoss:
+    def resolved(self, targets, one_at_a_time: bool = False) -> AbstractLoss:
         return self
 
 
@@ -155,6 +158,11 @@ class ExactLoss(AbstractLoss):
     be reverse-differentiated (a while loop), but forward mode works (the curvature check and `StiffFlow`
     take their Hessian-vector products as differences of its gradient). `fast=False` is the
     reference: exactly `doublings` doublings with shift 1 (or `shift`).
+
+    `inverse` (fast path): how the Cayley transform inverts pI - A, "lu" or "neumann" (matmuls only, with
+    an LU fallback: `lyapunov.cayley_resolvent`). `None` lets `train` choose: "neumann" where it runs the
+    loss for one network at a time (CPU, N >= 64, fixed-step methods), where the fallback is a real
+    branch; "lu" under `vmap`, where a branch would run both ways.
     """
 
     doublings: int | None = None
@@ -162,24 +170,32 @@ class ExactLoss(AbstractLoss):
     gramian: str = "dense"
     max_steps: int = 128
     fast: bool = True
+    inverse: str | None = None
 
     def __check_init__(self):
         if self.gramian not in GRAMIANS:
             raise ValueError(f"ExactLoss.gramian must be one of {GRAMIANS}, got {self.gramian!r}")
+        if self.inverse is not None and self.inverse not in INVERSES:
+            raise ValueError(f"ExactLoss.inverse must be None or one of {INVERSES}, got {self.inverse!r}")
         if isinstance(self.max_steps, bool) or int(self.max_steps) != self.max_steps or self.max_steps < 2:
             raise ValueError(f"ExactLoss.max_steps must be an integer >= 2, got {self.max_steps}")
 
-    def resolved(self, targets) -> ExactLoss:
+    def resolved(self, targets, one_at_a_time: bool = False) -> ExactLoss:
         check_gramian(self.gramian, targets)
+        inverse = self.inverse or ("neumann" if one_at_a_time else "lu")
         if self.doublings is not None:
-            return self
+            return dataclasses.replace(self, inverse=inverse)
         c_min = float(np.min(np.asarray(targets.s_re)))
         shift = 1.0 if self.shift is None else self.shift
-        return dataclasses.replace(self, doublings=doublings_for(c_min / 4, shift))
+        return dataclasses.replace(self, doublings=doublings_for(c_min / 4, shift), inverse=inverse)
 
     @property
     def _use_fast(self) -> bool:
         return bool(self.fast) and self.gramian == "dense"
+
+    @property
+    def _inverse(self) -> str:
+        return self.inverse or "lu"
 
     def _max_doublings(self) -> int:
         if self.doublings is None:
@@ -199,7 +215,7 @@ class ExactLoss(AbstractLoss):
     def value_and_grad(self, model, target, key):
         if self._use_fast:
             loss, grad, tail = population_loss_and_grad_fast(
-                model, target, max_doublings=self._max_doublings(), shift=self.shift
+                model, target, max_doublings=self._max_doublings(), shift=self.shift, inverse=self._inverse
             )
         else:
             loss, grad, tail = self._reference(population_loss_and_grad, model, target)
@@ -207,7 +223,9 @@ class ExactLoss(AbstractLoss):
 
     def monitor(self, model, target):
         if self._use_fast:
-            return population_loss_fast(model, target, max_doublings=self._max_doublings(), shift=self.shift)
+            return population_loss_fast(
+                model, target, max_doublings=self._max_doublings(), shift=self.shift, inverse=self._inverse
+            )
         return self._reference(population_loss, model, target)
 
 
@@ -381,7 +399,7 @@ def _snapshot_block(model: LinearRNN) -> int:
 def _curvature(iterations: int, fields: NetworkField, state: _State):
     """Top eigenvalue of eta R^{1/2} H R^{1/2} per network (warm-started Lanczos), and its vector."""
     f = lambda fl, p, v: flow_curvature(fl, p, v, iterations)
-    lam, vec = jax.vmap(f)(fields, state.params, state.curv_vec)
+    lam, vec = over_networks(f, state.params.W.shape[-1], fields, state.params, state.curv_vec)
     return jnp.where(state.frozen, jnp.nan, lam), vec
 
 
@@ -390,9 +408,8 @@ def _observe(loss_fn, state: _State, targets, W0, C0, tracker):
     """Device-side observables at a log point (matmul/LU only, no eig); `tracker` (None: off) is the
     population's `OutlierState`, advanced by `track_outlier` (warm-started subspace iteration)."""
     p = state.params
-    loss = jax.vmap(loss_fn.monitor)(p, targets)
-    loss = jnp.where(state.frozen, jnp.nan, loss)
     N = p.W.shape[-1]
+    loss = jnp.where(state.frozen, jnp.nan, over_networks(loss_fn.monitor, N, p, targets))
     C = charge(p.W, p.u, p.v, p.rates)
     extra = {}
     if tracker is not None:
@@ -632,7 +649,7 @@ def train(
         raise ValueError(f"progress must be True or False, got {progress!r}")
     if isinstance(noise_seed, bool) or not isinstance(noise_seed, numbers.Integral):
         raise ValueError(f"noise_seed must be an integer, got {noise_seed!r}")
-    M = model.W.shape[0]
+    M, N = model.W.shape[:2]
     eta_in = np.asarray(eta)
     if (
         eta_in.ndim > 1
@@ -653,7 +670,8 @@ def train(
             f"method {type(method).__name__} integrates a deterministic flow: use it with ExactLoss, "
             f"FiniteHorizonLoss or DiscreteLoss, not {type(loss).__name__}"
         )
-    loss = loss.resolved(targets)
+    # a fixed-step method runs each network's block of steps on its own: on CPU from N = 64, one at a time
+    loss = loss.resolved(targets, one_at_a_time=not method.free_running and per_network(N))
     ls = _log_steps(steps, n_log, log_steps)
     dtype = model.W.dtype
     eta_arr = jnp.asarray(eta_np, dtype)

@@ -1,0 +1,118 @@
+"""The population layout (`_population`) and the matmul-only Cayley inverse it enables.
+
+- `cayley_resolvent(..., "neumann")` inverts pI - A to its stated residual bound, and falls back to the LU
+  (bit for bit) where the Neumann product cannot converge in its squarings;
+- `train` gives the same results one network at a time as vmapped, with either inverse (float64).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrnn
+from jaxrnn import _population
+from jaxrnn.lyapunov import cayley_resolvent
+
+jax.config.update("jax_enable_x64", True)
+
+
+def _bulk(n, sigma, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, n)) * sigma / np.sqrt(n)
+
+
+def _resolvent(W, p, inverse):
+    A = jnp.asarray(W - np.eye(len(W), dtype=W.dtype))
+    return np.asarray(jax.jit(lambda A: cayley_resolvent(A, p, inverse))(A))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_neumann_inverse_small_bulk(dtype):
+    """A small bulk (sigma = 0.1, p = 1): the Neumann product converges; its residual |I - (pI - A) R|_F is
+    within the stopping bound sqrt(n) eps (plus rounding), and R agrees with the LU inverse."""
+    n, p = 64, 1.0
+    W = _bulk(n, 0.1).astype(dtype)
+    R = _resolvent(W, p, "neumann")
+    R_lu = _resolvent(W, p, "lu")
+    assert R.dtype == dtype
+    M = (p + 1) * np.eye(n) - W.astype(np.float64)
+    eps = np.finfo(dtype).eps
+    residual = np.linalg.norm(np.eye(n) - M @ R.astype(np.float64))
+    assert residual <= 4 * np.sqrt(n) * eps, residual
+    assert not np.array_equal(R, R_lu)  # the Neumann branch ran, not the fallback
+    np.testing.assert_allclose(R, R_lu, rtol=0, atol=20 * eps * np.abs(R_lu).max())
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "outlier",  # an eigenvalue 0.95 of W with p = 0.2: B's radius 0.79, too slow for three squarings
+        "outside",  # an eigenvalue -2 of W (A Hurwitz) with p = 0.5: B's radius 1.33, the series diverges
+    ],
+)
+def test_neumann_inverse_falls_back_to_lu(case):
+    n = 32
+    W = _bulk(n, 0.1, seed=1)
+    q = np.random.default_rng(2).standard_normal(n)
+    q /= np.linalg.norm(q)
+    lam, p = (0.95, 0.2) if case == "outlier" else (-2.0, 0.5)
+    W = W - np.outer(W @ q, q) + lam * np.outer(q, q)
+    R = _resolvent(W, p, "neumann")
+    np.testing.assert_array_equal(R, _resolvent(W, p, "lu"))
+    M = (p + 1) * np.eye(n) - W
+    assert np.linalg.norm(np.eye(n) - M @ R) < 1e-12
+
+
+def test_neumann_inverse_rejects_unknown_method():
+    with pytest.raises(ValueError, match="inverse must be one of"):
+        cayley_resolvent(jnp.zeros((3, 3)) - jnp.eye(3), 1.0, "qr")
+    with pytest.raises(ValueError, match="ExactLoss.inverse"):
+        jaxrnn.ExactLoss(inverse="qr")
+
+
+def _population_run(method, loss, per_network_from, monkeypatch):
+    """`train` with the layout forced: one network at a time from N = per_network_from on."""
+    monkeypatch.setattr(_population, "PER_NETWORK_MIN_N", per_network_from)
+    jax.clear_caches()  # the layout is chosen when a program is traced
+    N, M = 8, 3
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((M, N, N)) * np.array([0.1, 0.3, 0.6])[:, None, None] / np.sqrt(N)
+    model = jaxrnn.LinearRNN(jnp.asarray(W), jnp.asarray(rng.standard_normal((M, N))),
+                             jnp.asarray(rng.standard_normal((M, N))))  # fmt: skip
+    target = jaxrnn.leaky_integrator(0.3)
+    eta = 1.0 if isinstance(method, jaxrnn.GradientFlow) else 0.05  # a stable descent (u, v move at eta N)
+    res = jaxrnn.train(model, target, eta=eta, method=method, loss=loss, steps=40, n_log=5)
+    jax.clear_caches()
+    return res
+
+
+@pytest.mark.parametrize(
+    "method", [jaxrnn.GradientFlow(dt=0.02, checks=2), jaxrnn.GradientDescent()], ids=["rk4", "gd"]
+)
+def test_layouts_agree(method, monkeypatch):
+    """One network at a time (lax.map) and vmapped give the same losses, parameters and curvature checks
+    (float64, 1e-12 relative), with the LU inverse in both and with the Neumann inverse one at a time."""
+    loss = jaxrnn.ExactLoss()
+    batched = _population_run(method, loss, 10**9, monkeypatch)
+    mapped = _population_run(method, loss, 1, monkeypatch)  # ExactLoss resolves to the Neumann inverse
+    mapped_lu = _population_run(method, jaxrnn.ExactLoss(inverse="lu"), 1, monkeypatch)
+    assert np.all(batched.status == 0)  # every network trained: the comparison covers whole runs
+    for res in (mapped, mapped_lu):
+        np.testing.assert_array_equal(res.status, batched.status)
+        np.testing.assert_allclose(res.loss, batched.loss, rtol=1e-12)
+        for name in ("W", "u", "v"):
+            a, b = getattr(res.final, name), getattr(batched.final, name)
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(b).max())
+    if isinstance(method, jaxrnn.GradientFlow):
+        # the Lanczos check's Hessian-vector products are differences of gradients at a step e ~ 1e-8: the
+        # gradients' last-bit differences come out ~1e-8 relative
+        np.testing.assert_allclose(mapped.curvature, batched.curvature, rtol=1e-6)
+
+
+def test_train_resolves_the_inverse_by_layout():
+    target = jaxrnn.leaky_integrator(0.1)
+    assert jaxrnn.ExactLoss().resolved(target, one_at_a_time=True).inverse == "neumann"
+    assert jaxrnn.ExactLoss().resolved(target).inverse == "lu"
+    assert jaxrnn.ExactLoss(inverse="lu").resolved(target, one_at_a_time=True).inverse == "lu"
+    assert _population.per_network(64, "cpu") and not _population.per_network(32, "cpu")
+    assert not _population.per_network(128, "gpu")
