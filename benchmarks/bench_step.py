@@ -2,9 +2,11 @@
 
 Workloads (the peers' benchmark settings, see docs/core.md): leaky integrator c = 0.1, W0 ~ N(0, sigma^2/N)
 with sigma = 0.1, float32, plain gradient descent with eta = 0.02 (u, v at eta N), M networks.
-- exact: `population_loss_and_grad` (reference: fixed K = doublings_for(c/4) = 12, shift 1, what
-  `ExactLoss()` resolves to) against `population_loss_and_grad_fast` (adaptive K <= 12, automatic shift),
-  and a plain `jit(vmap(value_and_grad))` port with K = 8 fixed (what a JAX user writes).
+- exact: `population_loss_and_grad` (reference: fixed K = doublings_for(c/4) = 12, shift 1, vmapped)
+  against `population_loss_and_grad_fast` (adaptive K <= 12, automatic shift) laid out as `train` lays it
+  out on this backend ("fast": on CPU from N = 64 one network at a time with the Neumann Cayley inverse,
+  `jaxrnn._population`) and vmapped with the LU inverse ("fast_vmap": the layout before it, and on
+  accelerators), and a plain `jit(vmap(value_and_grad))` port with K = 8 fixed (what a JAX user writes).
 - sampled: Euler dt = 0.1, T = 200 steps, B = 16 paths: `sampled_loss` (BPTT through lax.scan) against
   `sampled_loss_fft` (impulse response + FFT convolution), same noise.
 Each contender is one jitted population step with the parameters donated, timed round-robin (best of
@@ -12,7 +14,10 @@ Each contender is one jitted population step with the parameters donated, timed 
 on the same state. `--state learned` starts at a trained network: the outlier 1 - c along q = u/|u|
 (W <- W0 - W0 q q^T + (1 - c) q q^T) and v.u = N, so k = k* (a fixed point of gradient descent): the
 regime where the Lyapunov solve needs the most doublings. Also measures the one-core float32
-matmul peak (2048^2) and the fast exact step's achieved FLOP/s (analytic count, K from the run).
+matmul peak (2048^2) and the fast exact step's achieved FLOP/s (analytic count of the algorithm run:
+K, the Neumann squarings and the LU fallbacks counted on the start state) for "fast" (one call per step,
+as the other contenders) and "fast_train" (`--n` steps in one program, each network on its own through all
+of them, as `train` runs a block of steps between log points: no population-sized buffers per step).
 
     OPENBLAS_NUM_THREADS=1 taskset -c 0 python benchmarks/bench_step.py --mode exact --N 64 --M 512
 """
@@ -30,7 +35,8 @@ import numpy as np  # noqa: E402
 
 import jaxrnn  # noqa: E402
 from jaxrnn.loss import population_loss_and_grad_fast, sampled_loss_fft  # noqa: E402
-from jaxrnn.lyapunov import doublings_for  # noqa: E402
+from jaxrnn._population import over_networks, per_network  # noqa: E402
+from jaxrnn.lyapunov import _cayley_resolvent_counted, cayley_shift, doublings_for  # noqa: E402
 
 C, SIGMA, ETA, DT, T, B = 0.1, 0.1, 0.02, 0.1, 200, 16
 
@@ -68,19 +74,34 @@ def port_exact(model, J=8, p=1.0):
     return 0.5 * (v @ P @ v / N**2 - 2.0 * (v @ q) / N + 1.0 / (2 * C))
 
 
-def make_steps(mode, target, K):
+def make_steps(mode, target, K, N, n):
+    """The contenders' jitted population steps (name -> (function, steps per call)) and their raw losses."""
     if mode == "exact":
         ref = lambda m: population_loss_and_grad(m, target, doublings=K, shift=1.0)[:2]
-        fast = lambda m: population_loss_and_grad_fast(m, target, max_doublings=K)[:2]
+        inverse = jaxrnn.ExactLoss().resolved(target, one_at_a_time=per_network(N)).inverse
+        fast = lambda m: population_loss_and_grad_fast(m, target, max_doublings=K, inverse=inverse)[:2]
+        fast_vmap = lambda m: population_loss_and_grad_fast(m, target, max_doublings=K, inverse="lu")[:2]
         port = lambda m: jax.value_and_grad(port_exact)(m)
-        fns = {"reference": ref, "fast": fast, "jax_port": port}
+        fns = {"reference": ref, "fast": fast, "fast_vmap": fast_vmap, "jax_port": port}
 
         def wrap(f):
+            layout = (lambda g, m: over_networks(g, N, m)) if f is fast else (lambda g, m: jax.vmap(g)(m))
+
             def step(model, key):
-                loss, grad = jax.vmap(f)(model)
+                loss, grad = layout(f, model)
                 return sgd(model, grad), jnp.mean(loss)
 
             return step
+
+        def train_block(model, key):
+            """n steps in one program, each network on its own through all of them: as `train` runs a block of
+            steps between log points (`AbstractFixedStepMethod.advance`)."""
+            one = lambda m: jax.lax.fori_loop(0, n, lambda i, m: sgd(m, fast(m)[1]), m)
+            return over_networks(one, N, model), jnp.zeros((), model.W.dtype)
+
+        jitted = {name: (jax.jit(wrap(f), donate_argnums=0), 1) for name, f in fns.items()}
+        jitted["fast_train"] = (jax.jit(train_block, donate_argnums=0), n)
+        return jitted, fns
     else:
         kw = dict(dt=DT, batch=B, steps=T)
         fns = {
@@ -98,7 +119,7 @@ def make_steps(mode, target, K):
 
             return step
 
-    return {name: jax.jit(wrap(f), donate_argnums=0) for name, f in fns.items()}, fns
+    return {name: (jax.jit(wrap(f), donate_argnums=0), 1) for name, f in fns.items()}, fns
 
 
 def matmul_peak(n=2048, reps=3):
@@ -113,13 +134,15 @@ def matmul_peak(n=2048, reps=3):
     return 2.0 * n**3 / best
 
 
-def fast_exact_flops(N, K, k0=4):
+def fast_exact_flops(N, K, k0=4, squarings=0.0, lu=1.0):
     """Nominal flops of one fast exact network-step with K doublings, the first min(K, k0) on factors held in
-    an N x 2^k0 buffer: inverse 2 N^3, per factored doubling a squaring 2 N^3 + two growth products
-    2 * 2 N^2 2^k0, per dense doubling 10 N^3, P and O from the factors 2 * 2 N^2 2^k0, O P 2 N^3
-    (the O(N^2) resolvent chains and the vector work left out)."""
+    an N x 2^k0 buffer: the Cayley inverse (`lu`: the fraction of networks that ran the LU inverse, 2 N^3;
+    `squarings`: Neumann squarings done, one squaring and one product, 4 N^3, each), per factored doubling
+    a squaring 2 N^3 + two growth products 2 * 2 N^2 2^k0, per dense doubling 10 N^3, P and O from the
+    factors 2 * 2 N^2 2^k0, O P 2 N^3 (the O(N^2) resolvent chains and the vector work left out)."""
     kf = min(K, k0)
-    return (2 + kf * (2 + 4 * 2**k0 / N) + 10 * max(K - k0, 0) + 4 * 2**k0 / N + 2) * N**3
+    inverse = 2 * lu + 4 * squarings
+    return (inverse + kf * (2 + 4 * 2**k0 / N) + 10 * max(K - k0, 0) + 4 * 2**k0 / N + 2) * N**3
 
 
 def main():
@@ -133,7 +156,7 @@ def main():
     a = ap.parse_args()
     target = jaxrnn.leaky_integrator(C, dtype=jnp.float32)
     K = doublings_for(C / 4)
-    steps, raw = make_steps(a.mode, target, K)
+    steps, raw = make_steps(a.mode, target, K, a.N, a.n)
     key = jax.random.key(0)
 
     # equality of the fast and reference loss/gradient on the same state (float32); the learned state is a
@@ -150,6 +173,9 @@ def main():
             )
         )(m0)
         Ks = np.asarray(Ks)
+        inverse = jaxrnn.ExactLoss().resolved(target, one_at_a_time=per_network(a.N)).inverse
+        count = lambda W: _cayley_resolvent_counted(W - jnp.eye(a.N, dtype=W.dtype), cayley_shift(W), inverse)
+        _, squarings, lu = (np.asarray(x) for x in jax.jit(jax.vmap(count))(m0.W))
     else:
         keys = jax.random.split(key, 8)
         out = {k: jax.jit(jax.vmap(raw[k]))(sub, keys) for k in ("reference", "fast")}
@@ -161,7 +187,7 @@ def main():
     )
 
     states, best, first = {}, {}, {}
-    for name, step in steps.items():
+    for name, (step, _) in steps.items():
         t0 = time.perf_counter()
         m, L = step(init(a.N, a.M, a.state), key)
         jax.block_until_ready(m)
@@ -169,10 +195,10 @@ def main():
         states[name], best[name] = m, 0.0
     peak = matmul_peak()
     for _ in range(a.reps):
-        for name, step in steps.items():
+        for name, (step, per_call) in steps.items():
             m = states[name]
             t0 = time.perf_counter()
-            for i in range(a.n):
+            for i in range(a.n // per_call):
                 m, L = step(m, jax.random.fold_in(key, i))
             jax.block_until_ready(m)
             best[name] = max(best[name], a.n * a.M / (time.perf_counter() - t0))
@@ -190,18 +216,27 @@ def main():
     print(
         f"  ratio fast/reference {best['fast'] / best['reference']:.2f}x"
         + (f", fast/jax_port {best['fast'] / best['jax_port']:.2f}x" if "jax_port" in best else "")
+        + (f", fast/fast_vmap {best['fast'] / best['fast_vmap']:.2f}x" if "fast_vmap" in best else "")
     )
     print(f"  one-core float32 matmul peak (2048^2): {peak / 1e9:.1f} GFLOP/s")
     if a.mode == "exact":
         Kmean = float(np.mean(Ks))
-        fl = fast_exact_flops(a.N, Kmean, min(4, max(1, int(np.log2(a.N)) - 1)))
+        fl = fast_exact_flops(
+            a.N, Kmean, min(4, max(1, int(np.log2(a.N)) - 1)), float(np.mean(squarings)), float(np.mean(lu))
+        )
         print(
             f"  fast: doublings used at the start state mean {Kmean:.2f} (min {Ks.min()}, max {Ks.max()}; reference {K})"
         )
         print(
-            f"  fast: ~{fl / a.N**3:.1f} N^3 flops/network-step -> {fl * best['fast'] / 1e9:.1f} GFLOP/s "
-            f"= {100 * fl * best['fast'] / peak:.0f}% of peak"
+            f"  fast: layout {'one network at a time' if per_network(a.N) else 'vmap'}, Cayley inverse "
+            f"{inverse!r}: Neumann squarings mean {np.mean(squarings):.2f}, LU on {100 * np.mean(lu):.0f}% "
+            "of networks"
         )
+        for name in ("fast", "fast_train"):
+            print(
+                f"  {name}: ~{fl / a.N**3:.1f} N^3 flops/network-step -> {fl * best[name] / 1e9:.1f} GFLOP/s "
+                f"= {100 * fl * best[name] / peak:.0f}% of peak"
+            )
 
 
 population_loss_and_grad = jaxrnn.population_loss_and_grad
