@@ -222,8 +222,10 @@ class AbstractFixedStepMethod(AbstractMethod):
 
     @abc.abstractmethod
     def step(
-        self, field: NetworkField, params: LinearRNN, mstate, i
-    ) -> tuple[LinearRNN, Any, Array, Array, Array]: ...
+        self, field: NetworkField, params: LinearRNN, mstate, i, probe: Any = False
+    ) -> tuple[LinearRNN, Any, Array, Array, Array]:
+        """`probe` (a traced bool, or False): only the loss at `params` is wanted, the update is discarded,
+        so a method may skip the rest of its work (RK4 runs its first stage only)."""
 
     def init(self, params, eta):
         return jnp.zeros((), params.W.dtype)
@@ -231,8 +233,15 @@ class AbstractFixedStepMethod(AbstractMethod):
     def advance(self, fields, state, start, stop):
         from .train import _guarded_step  # the freeze-and-flag wrapper shared by all fixed-step methods
 
+        # a deterministic loss's value is its monitor: one more iteration at `stop`, a probe whose update is
+        # discarded, leaves the loss at the block's end (`end_loss`) for the log point, from the step's own
+        # compiled code (no monitor program to compile; a sampled loss's monitor is another function)
+        probed = fields.loss.deterministic
+        end = stop + 1 if probed else stop
+
         def one_network(field, s):  # all the block's steps: on CPU from N = 64 the network stays in cache
-            return jax.lax.fori_loop(start, stop, lambda i, s: _guarded_step(self, field, s, i), s)
+            body = lambda i, s: _guarded_step(self, field, s, i, probe=(i == stop) if probed else False)
+            return jax.lax.fori_loop(start, end, body, s)
 
         return over_networks(one_network, state.params.W.shape[-1], fields, state)
 
@@ -298,7 +307,7 @@ class GradientFlow(AbstractFixedStepMethod):
     def stats(self, mstate, steps_done):
         return {"grads": np.full(np.shape(mstate)[:1], (4 if self.solver == "rk4" else 1) * steps_done)}
 
-    def step(self, field, params, mstate, i):
+    def step(self, field, params, mstate, i, probe=False):
         h = self.dt
         if self.solver == "euler":
             k1, loss, ok1 = field.velocity(params, i)
@@ -321,7 +330,8 @@ class GradientFlow(AbstractFixedStepMethod):
         zeros = jax.tree.map(jnp.zeros_like, params)
         loss0 = jnp.zeros((), params.W.dtype)
         init = (zeros, zeros, loss0, jnp.array(True), jnp.array(True))
-        _, acc, loss, ok1, ok = jax.lax.fori_loop(0, 4, stage, init)
+        stages = 4 if probe is False else jnp.where(probe, 1, 4)  # a probe needs stage 1's loss only
+        _, acc, loss, ok1, ok = jax.lax.fori_loop(0, stages, stage, init)
         incr = jax.tree.map(lambda a: a / 6, acc)  # (k1 + 2 k2 + 2 k3 + k4) / 6, summed in that order
         return _axpy(h, incr, params), mstate, loss, ok1, ok
 
@@ -336,7 +346,7 @@ class GradientDescent(AbstractFixedStepMethod):
     def stats(self, mstate, steps_done):
         return {"grads": np.full(np.shape(mstate)[:1], steps_done)}
 
-    def step(self, field, params, mstate, i):
+    def step(self, field, params, mstate, i, probe=False):
         v, loss, ok = field.velocity(params, i)
         return _axpy(1.0, v, params), mstate, loss, ok, ok
 
@@ -368,7 +378,7 @@ class OptaxOptimizer(AbstractFixedStepMethod):
     def stats(self, mstate, steps_done):
         return {"grads": np.full(np.shape(jax.tree.leaves(mstate)[0])[:1], steps_done)}
 
-    def step(self, field, params, mstate, i):
+    def step(self, field, params, mstate, i, probe=False):
         v, loss, ok = field.velocity(params, i)
         scaled_grad = jax.tree.map(lambda x: -x / field.eta, v)  # optax minimises: feed it R grad L
         # optax's `Params` stub admits no eqx.Module, but any PyTree of arrays works

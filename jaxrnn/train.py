@@ -309,17 +309,22 @@ class _State(eqx.Module):
     frozen: jax.Array
     diverged_step: jax.Array
     last_loss: jax.Array  # loss at the start of the last step (NaN before the first)
+    end_loss: jax.Array  # loss at `params` from the last block's closing probe (deterministic losses)
     loss_rise: jax.Array  # max over steps of (L_{i+1} - L_i) / |L_i|: > rounding means not a gradient flow
     curv_vec: jax.Array  # warm start of the curvature check (flat, y-coordinates)
 
 
-def _guarded_step(method: AbstractFixedStepMethod, field: NetworkField, state: _State, i) -> _State:
+def _guarded_step(
+    method: AbstractFixedStepMethod, field: NetworkField, state: _State, i, probe: Any = False
+) -> _State:
     """`method.step`, then: a network whose step is not finite (or not Hurwitz) is reverted to its last
-    good parameters and frozen; the loss at each step's start feeds the monotonicity check."""
+    good parameters and frozen; the loss at each step's start feeds the monotonicity check. A `probe`
+    (traced bool) evaluates the loss at the parameters without moving them (`end_loss`): it freezes a
+    network exactly as the next step would (same index i, same checks on the loss)."""
     params = state.params
-    new, mstate, loss, ok_base, ok = method.step(field, params, state.opt_state, i)
-    ok = ok & _finite(new)
-    advance = ok & ~state.frozen
+    new, mstate, loss, ok_base, ok = method.step(field, params, state.opt_state, i, probe)
+    ok = jnp.where(probe, ok_base, ok & _finite(new))
+    advance = ok & ~state.frozen & ~probe
     fallback = _tree_where(ok_base, params, state.prev)  # params themselves are bad if stage 1 failed
     newly_frozen = ~ok & ~state.frozen
     counted = ok_base & ~state.frozen & jnp.isfinite(state.last_loss)
@@ -331,6 +336,7 @@ def _guarded_step(method: AbstractFixedStepMethod, field: NetworkField, state: _
         frozen=state.frozen | ~ok,
         diverged_step=jnp.where(newly_frozen, i, state.diverged_step),
         last_loss=jnp.where(ok_base & ~state.frozen, loss, state.last_loss),
+        end_loss=jnp.where(probe, loss, state.end_loss),
         loss_rise=jnp.where(counted, jnp.maximum(state.loss_rise, rise), state.loss_rise),
         curv_vec=state.curv_vec,
     )
@@ -365,6 +371,7 @@ def _initial_state(method: AbstractMethod, model: LinearRNN, eta, track: bool, c
         opt_state,
         jnp.zeros((M,), bool),
         jnp.full((M,), -1, jnp.int32),
+        jnp.full((M,), jnp.nan, dtype),
         jnp.full((M,), jnp.nan, dtype),
         jnp.full((M,), -jnp.inf, dtype),
         v0,
@@ -404,12 +411,14 @@ def _curvature(iterations: int, fields: NetworkField, state: _State):
 
 
 @filter_jit
-def _observe(loss_fn, state: _State, targets, W0, C0, tracker):
+def _observe(loss_fn, state: _State, targets, W0, C0, tracker, probed: bool):
     """Device-side observables at a log point (matmul/LU only, no eig); `tracker` (None: off) is the
-    population's `OutlierState`, advanced by `track_outlier` (warm-started subspace iteration)."""
+    population's `OutlierState`, advanced by `track_outlier` (warm-started subspace iteration). `probed`:
+    the loss is the step's own probe at these parameters (`state.end_loss`), else `loss_fn.monitor`."""
     p = state.params
     N = p.W.shape[-1]
-    loss = jnp.where(state.frozen, jnp.nan, over_networks(loss_fn.monitor, N, p, targets))
+    loss = state.end_loss if probed else over_networks(loss_fn.monitor, N, p, targets)
+    loss = jnp.where(state.frozen, jnp.nan, loss)
     C = charge(p.W, p.u, p.v, p.rates)
     extra = {}
     if tracker is not None:
@@ -700,6 +709,11 @@ def train(
     eigs, curv = [], []
     block = _snapshot_block(model) if method.free_running else 1
     snaps = None
+    # a fixed-step method with a deterministic loss closes every block with a probe of the loss at its end
+    # (`AbstractFixedStepMethod.advance`); the start's loss comes from an empty block's probe
+    probed = not method.free_running and loss.deterministic
+    if probed:
+        state = _advance(method, fields, state, jnp.int32(ls[0]), jnp.int32(ls[0]))
     try:
         for i, stop in enumerate(ls):
             if i > 0 and (i - 1) % block == 0:
@@ -726,7 +740,7 @@ def train(
                 params_j = jax.tree.map(lambda x, j=j: x[:, j], snaps.params)
                 view = eqx.tree_at(lambda s: (s.params, s.frozen), state, (params_j, snaps.frozen[:, j]))
                 own = np.asarray(snaps.curvature[:, j])
-            tracker, obs = _observe(loss, view, targets, W0, C0, tracker)
+            tracker, obs = _observe(loss, view, targets, W0, C0, tracker, probed)
             for k, val in obs.items():
                 logs.setdefault(k, []).append(np.asarray(val))
             if i in checked:
