@@ -111,7 +111,9 @@ def fast_exact_step_flops(N: int, K: float, factored: int | None = None) -> floa
     """Flops of one exact step on `ExactLoss(fast=True)`'s path (`gramians_adaptive`): one LU (2/3 N^3) and the
     inverse R from it (2 N^3); the first `factored` doublings (default min(4, floor(log2 N) - 1)) square F only
     (2 N^3 each; the rank-2^k factors are O(N^2 2^k)); the remaining K - factored dense doublings 10 N^3 each; the
-    adjoint gradient's O P product 2 N^3. Resolvents come from the powers of F by matvecs (O(N^2), not counted)."""
+    adjoint gradient's O P product 2 N^3. Resolvents come from the powers of F by matvecs (O(N^2), not counted).
+    This is the vmapped layout's algorithm (every accelerator); on a CPU from N = 64 `train` runs one network at a
+    time with the Neumann inverse instead, whose count is `benchmarks/bench_step.py`'s."""
     f = max(1, min(4, int(math.floor(math.log2(N))) - 1)) if factored is None else factored
     f = min(f, K)
     return (2 / 3 + 2 + 2 * f + 10 * max(K - f, 0) + 2) * N**3
