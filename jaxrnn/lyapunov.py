@@ -165,8 +165,9 @@ def _cayley_resolvent_counted(A, shift, inverse: str):
     dtype = A.dtype
     eye = jnp.eye(n, dtype=dtype)
     p = jnp.asarray(shift, dtype)
+    lu = lambda: jnp.linalg.inv(p * eye - A)
     if inverse == "lu":
-        return jnp.linalg.inv(p * eye - A), jnp.asarray(0), jnp.asarray(True)
+        return lu(), jnp.asarray(0), jnp.asarray(True)
     if inverse != "neumann":
         raise ValueError(f"inverse must be one of {INVERSES}, got {inverse!r}")
     log_tol = 0.5 * math.log(n * float(np.finfo(np.dtype(dtype)).eps) ** 2)  # n_k <= sqrt(n) eps
@@ -191,7 +192,7 @@ def _cayley_resolvent_counted(A, shift, inverse: str):
     init = (jnp.asarray(0), B, eye + B, log_norm2(B), jnp.asarray(True))
     k, _, X, log_n, _ = jax.lax.while_loop(cond, body, init)
     converged = log_n <= log_tol
-    return jax.lax.cond(converged, lambda: X / (1 + p), lambda: jnp.linalg.inv(p * eye - A)), k, ~converged
+    return jax.lax.cond(converged, lambda: X / (1 + p), lu), k, ~converged
 
 
 def gramians_adaptive(

@@ -28,7 +28,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int
 
-from ._population import over_networks
+from ._population import over_networks, per_network
 from .curvature import lanczos_extremes
 from .model import LinearRNN
 from .stability import EULER_LIMIT, RK4_LIMIT
@@ -176,6 +176,8 @@ class AbstractMethod(eqx.Module):
     - `advance_through(fields, state, start, stops, n)`: free-running methods only (`free_running`): the
       population through several log steps at once, each network recording its own `LogSnapshots`.
     - `is_flow`: whether it integrates the gradient flow (along which the loss cannot increase).
+    - `one_at_a_time(N)`, `probes_loss(loss)`: how `advance` lays out the population and whether it leaves
+      the loss at the block's end in the state (both False unless a method says otherwise).
     """
 
     is_flow: ClassVar[bool] = False
@@ -215,6 +217,16 @@ class AbstractMethod(eqx.Module):
         """Per-network cost counters (numpy), at least `grads` (gradient evaluations)."""
         return {}
 
+    def one_at_a_time(self, N: int) -> bool:
+        """Whether `advance` runs each network on its own (`_population.over_networks`), so the loss can take
+        real branches per network (`ExactLoss.resolved`)."""
+        return False
+
+    def probes_loss(self, loss) -> bool:
+        """Whether `advance` leaves the loss at the block's end in the state (`end_loss`), so `train` logs it
+        instead of evaluating `loss.monitor`."""
+        return False
+
 
 class AbstractFixedStepMethod(AbstractMethod):
     """One update per step index: `step(field, params, method_state, i)` ->
@@ -233,10 +245,7 @@ class AbstractFixedStepMethod(AbstractMethod):
     def advance(self, fields, state, start, stop):
         from .train import _guarded_step  # the freeze-and-flag wrapper shared by all fixed-step methods
 
-        # a deterministic loss's value is its monitor: one more iteration at `stop`, a probe whose update is
-        # discarded, leaves the loss at the block's end (`end_loss`) for the log point, from the step's own
-        # compiled code (no monitor program to compile; a sampled loss's monitor is another function)
-        probed = fields.loss.deterministic
+        probed = self.probes_loss(fields.loss)
         end = stop + 1 if probed else stop
 
         def one_network(field, s):  # all the block's steps: on CPU from N = 64 the network stays in cache
@@ -244,6 +253,15 @@ class AbstractFixedStepMethod(AbstractMethod):
             return jax.lax.fori_loop(start, end, body, s)
 
         return over_networks(one_network, state.params.W.shape[-1], fields, state)
+
+    def one_at_a_time(self, N: int) -> bool:
+        return per_network(N)
+
+    def probes_loss(self, loss) -> bool:
+        # a deterministic loss's value is its monitor: one more iteration at `stop`, a probe whose update is
+        # discarded, leaves the loss at the block's end for the log point, from the step's own compiled code
+        # (no monitor program to compile; a sampled loss's monitor is another function)
+        return loss.deterministic
 
 
 # ----------------------------------------------------------------------------- fixed-step methods

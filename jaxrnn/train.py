@@ -46,7 +46,7 @@ from jaxtyping import Array, Bool
 from jax.typing import ArrayLike
 
 from ._compile import filter_jit, jit
-from ._population import over_networks, per_network
+from ._population import over_networks
 from .loss import (
     check_gramian,
     discrete_loss,
@@ -324,7 +324,7 @@ def _guarded_step(
     params = state.params
     new, mstate, loss, ok_base, ok = method.step(field, params, state.opt_state, i, probe)
     ok = jnp.where(probe, ok_base, ok & _finite(new))
-    advance = ok & ~state.frozen & ~probe
+    advance = ok & ~state.frozen & jnp.logical_not(probe)  # probe may be the Python False
     fallback = _tree_where(ok_base, params, state.prev)  # params themselves are bad if stage 1 failed
     newly_frozen = ~ok & ~state.frozen
     counted = ok_base & ~state.frozen & jnp.isfinite(state.last_loss)
@@ -679,8 +679,7 @@ def train(
             f"method {type(method).__name__} integrates a deterministic flow: use it with ExactLoss, "
             f"FiniteHorizonLoss or DiscreteLoss, not {type(loss).__name__}"
         )
-    # a fixed-step method runs each network's block of steps on its own: on CPU from N = 64, one at a time
-    loss = loss.resolved(targets, one_at_a_time=not method.free_running and per_network(N))
+    loss = loss.resolved(targets, one_at_a_time=method.one_at_a_time(N))
     ls = _log_steps(steps, n_log, log_steps)
     dtype = model.W.dtype
     eta_arr = jnp.asarray(eta_np, dtype)
@@ -709,9 +708,9 @@ def train(
     eigs, curv = [], []
     block = _snapshot_block(model) if method.free_running else 1
     snaps = None
-    # a fixed-step method with a deterministic loss closes every block with a probe of the loss at its end
-    # (`AbstractFixedStepMethod.advance`); the start's loss comes from an empty block's probe
-    probed = not method.free_running and loss.deterministic
+    # a method that probes the loss closes every block with an evaluation at its end (`end_loss`); the
+    # start's loss comes from an empty block's probe
+    probed = method.probes_loss(loss)
     if probed:
         state = _advance(method, fields, state, jnp.int32(ls[0]), jnp.int32(ls[0]))
     try:
