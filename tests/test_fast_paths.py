@@ -121,6 +121,31 @@ def test_auto_shift_saves_doublings_in_the_learned_regime():
     assert K_auto < K_one, (K_auto, K_one)
 
 
+def test_cayley_shift_minimises_the_spectral_model_in_complex_arithmetic():
+    """`cayley_shift` (real arithmetic) picks the grid shift minimising the worst damping
+    |p - 1 + z| / |p + 1 - z| over its model points z, recomputed here with numpy complex numbers from the
+    same Ritz pair: real outliers, complex pairs and bulk-only networks."""
+    rng = np.random.default_rng(3)
+    N = 24
+    for sigma, pair in [(0.3, None), (0.5, (0.9, 0.0)), (0.2, (0.85, 0.3)), (0.9, None), (0.1, (0.6, 0.5))]:
+        W = rng.standard_normal((N, N)) * sigma / np.sqrt(N)
+        if pair is not None:
+            q = np.linalg.qr(rng.standard_normal((N, 2)))[0]
+            a, b = pair
+            W = W + q @ np.array([[a, b], [-b, a]]) @ q.T
+        i = np.arange(N)
+        Q = np.stack([np.ones(N), np.cos(2.399963 * i)], -1) / np.sqrt(N)
+        for _ in range(6):  # orthonormalising every step spans the same subspace as every second step
+            Q = np.linalg.qr(W @ Q)[0]
+        ritz = np.linalg.eigvals(Q.T @ W @ Q)
+        theta = ritz[np.lexsort((ritz.imag, ritz.real))[-1]]  # larger real part, else Im >= 0
+        r_b = np.sqrt(max(np.sum(W * W) - 2 * abs(theta) ** 2, 0) / N)
+        grid = 0.05 * (2.0 / 0.05) ** np.linspace(0, 1, 24)
+        pts = np.array([theta, r_b, 1j * r_b, -r_b])
+        worst = np.max(np.abs(grid[:, None] - 1 + pts) / np.abs(grid[:, None] + 1 - pts), axis=1)
+        assert float(cayley_shift(jnp.asarray(W))) == pytest.approx(grid[np.argmin(worst)], rel=1e-12)
+
+
 def test_fast_exact_vmaps_and_float32():
     """vmapped over networks and targets (the while loop runs to the slowest network) = one at a time;
     float32 within float32 resolution of the O(1/c) terms."""
