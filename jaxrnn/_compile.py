@@ -13,7 +13,7 @@ Roles: `HOT` (the default: training steps, observables, set-up) and `ELEMENTWISE
 elementwise loops only (the theory's batched Rosenbrock solver): there -O1 costs ~40% of run time, so it
 keeps LLVM's default level with its expensive passes off (~40% of the compile time, no run-time cost).
 Other backends (GPU, TPU) compile with XLA's defaults. An option this jaxlib does not know is dropped
-(probed once, by compiling a one-op program), so older and newer jaxlibs keep working.
+(probed once per role, by compiling a one-op program), so older and newer jaxlibs keep working.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["HOT", "ELEMENTWISE", "Role", "compiler_options", "filter_jit", "jit"]
 
@@ -39,10 +39,10 @@ _CPU_OPTIONS: dict[str, dict[str, Any]] = {
 
 
 @functools.cache
-def _known(name: str, value) -> bool:
-    """Whether this jaxlib's CPU compiler accepts the option (a one-op program, ~20 ms, once per option)."""
+def _accepted(options: tuple[tuple[str, Any], ...]) -> bool:
+    """Whether this jaxlib's CPU compiler accepts all these options (a one-op program, ~20 ms, once)."""
     try:
-        jax.jit(lambda x: x + 1, compiler_options={name: value})(jnp.zeros((), jnp.float32))
+        jax.jit(lambda x: x + 1, compiler_options=dict(options))(np.float32(0))
     except (RuntimeError, TypeError):  # XLA: "No such compile option" / a rejected value; TypeError: a jax
         return False  # without `jax.jit(compiler_options=...)`
     return True
@@ -54,7 +54,10 @@ def compiler_options(role: Role, backend: str | None = None) -> dict[str, Any] |
         raise ValueError(f"role must be one of {sorted(_CPU_OPTIONS)}, got {role!r}")
     if (backend or jax.default_backend()) != "cpu":
         return None
-    return {k: v for k, v in _CPU_OPTIONS[role].items() if _known(k, v)} or None
+    options = _CPU_OPTIONS[role]
+    if _accepted(tuple(options.items())):  # one probe for the lot; one per option only if it fails
+        return dict(options)
+    return {k: v for k, v in options.items() if _accepted(((k, v),))} or None
 
 
 class _Deferred:

@@ -45,7 +45,7 @@ import numpy as np
 from jaxtyping import Array, Bool
 from jax.typing import ArrayLike
 
-from ._compile import filter_jit, jit
+from ._compile import filter_jit
 from ._population import over_networks
 from .loss import (
     check_gramian,
@@ -348,20 +348,24 @@ def _advance(method: AbstractMethod, fields: NetworkField, state: _State, start,
     return method.advance(fields, state, start, stop)
 
 
-@jit(static_argnums=1)
-def _default_keys(key, M: int):
-    """fold_in(key, i) for the M networks. The key is an argument (made from the seed outside, exactly as
-    `jax.random.key(noise_seed)`): one compiled program serves every seed."""
+def _default_keys(noise_seed, M: int):
+    """fold_in(key(noise_seed), i) for the M networks (traced inside `_initial_state`: the seed is an
+    argument, so one compiled program serves every seed)."""
+    key = jax.random.key(noise_seed)
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(M))
 
 
 @filter_jit
-def _initial_state(method: AbstractMethod, model: LinearRNN, eta, track: bool, checked: bool):
-    """The trainer's state at step 0, the initial charge C0 and the outlier tracker (None unless `track`):
+def _initial_state(
+    method: AbstractMethod, model: LinearRNN, eta, keys, noise_seed, track: bool, checked: bool
+):
+    """The trainer's state at step 0, the initial charge C0, the outlier tracker (None unless `track`), the
+    learning rates as a device array and the per-network keys (`keys`, or from `noise_seed` if None):
     one compiled set-up program (as eager jnp calls, each op compiled a program of its own: ~40 of them,
     ~1.5 s of a first call). The curvature check's random start vector is drawn only if it will run."""
     M, N = model.W.shape[:2]
     dtype = model.W.dtype
+    keys = _default_keys(noise_seed, M) if keys is None else keys
     opt_state = jax.vmap(method.init)(model, eta)
     n = N * N + 2 * N if checked else 0
     v0 = jax.random.normal(jax.random.key(0x5EED), (M, n), dtype)  # curvature-check start
@@ -378,7 +382,7 @@ def _initial_state(method: AbstractMethod, model: LinearRNN, eta, track: bool, c
     )
     C0 = charge(model.W, model.u, model.v, model.rates)
     tracker = jax.vmap(init_outlier_tracker)(model.W, model.u, model.v) if track else None
-    return state, C0, tracker
+    return state, C0, tracker, eta, keys
 
 
 @filter_jit
@@ -499,9 +503,10 @@ class TrainResult:
         return train_result_to_xarray(self, sigma)
 
 
-@filter_jit
 def _broadcast_leaves(tree, M: int):
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (M,) + x.shape), tree)
+    """Each leaf stacked M times, broadcast by numpy (a target's leaves are a few numbers: a device transfer,
+    no compiled program)."""
+    return jax.tree.map(lambda x: jnp.asarray(np.broadcast_to(np.asarray(x), (M,) + x.shape)), tree)
 
 
 def _broadcast_target(target: ExponentialSum, M: int) -> ExponentialSum:
@@ -553,7 +558,7 @@ def _check_model(model) -> None:
             )
     if len(set(dtypes.values())) > 1:
         raise ValueError(f"model.W, model.u, model.v must share one dtype, got {dtypes}")
-    finite = np.asarray(_finite_networks(model))  # a device reduction (works sharded): (3, M)
+    finite = _finite_networks(model)  # (3, M)
     for name, good in zip(TRAINABLE, finite):
         if not good.all():
             nets = np.nonzero(~good)[0]
@@ -562,9 +567,22 @@ def _check_model(model) -> None:
             )
 
 
+def _finite_networks(model: LinearRNN) -> np.ndarray:
+    """Per block (W, u, v) and network: all entries finite, shape (3, M). Arrays in host memory (the CPU
+    backend, numpy) are read in place by numpy; others by one compiled device reduction (works sharded; one
+    program, not one per eager jnp op)."""
+    on_host = all(
+        isinstance(x, np.ndarray) or all(d.platform == "cpu" for d in x.devices())
+        for x in (model.W, model.u, model.v)
+    )
+    if on_host:
+        M = model.W.shape[0]
+        return np.stack([np.isfinite(np.asarray(getattr(model, n))).reshape(M, -1).all(1) for n in TRAINABLE])
+    return np.asarray(_finite_networks_on_device(model))
+
+
 @filter_jit
-def _finite_networks(model: LinearRNN) -> Bool[Array, "3 M"]:
-    """Per block (W, u, v) and network: all entries finite. One program, not one per eager jnp op."""
+def _finite_networks_on_device(model: LinearRNN) -> Bool[Array, "3 M"]:
     M = model.W.shape[0]
     return jnp.stack([jnp.all(jnp.isfinite(getattr(model, n)).reshape(M, -1), axis=1) for n in TRAINABLE])
 
@@ -682,12 +700,13 @@ def train(
     loss = loss.resolved(targets, one_at_a_time=method.one_at_a_time(N))
     ls = _log_steps(steps, n_log, log_steps)
     dtype = model.W.dtype
-    eta_arr = jnp.asarray(eta_np, dtype)
-    keys = _default_keys(jax.random.key(int(noise_seed)), M) if keys is None else _check_keys(keys, M)
-    fields = NetworkField(loss, targets, eta_arr, keys, trainable)
+    keys = None if keys is None else _check_keys(keys, M)
     # fixed-step flows: warm-started Lanczos estimates at some log points; StiffFlow keeps its own (free)
     checked, iterations = method.curvature_checks(len(ls))
-    state, C0, tracker = _initial_state(method, model, eta_arr, bool(compute_spectra), bool(checked))
+    state, C0, tracker, eta_arr, keys = _initial_state(
+        method, model, eta_np.astype(dtype), keys, np.int64(noise_seed), bool(compute_spectra), bool(checked)
+    )
+    fields = NetworkField(loss, targets, eta_arr, keys, trainable)
     W0 = model.W
 
     bar = None
@@ -712,7 +731,7 @@ def train(
     # start's loss comes from an empty block's probe
     probed = method.probes_loss(loss)
     if probed:
-        state = _advance(method, fields, state, jnp.int32(ls[0]), jnp.int32(ls[0]))
+        state = _advance(method, fields, state, np.int32(ls[0]), np.int32(ls[0]))
     try:
         for i, stop in enumerate(ls):
             if i > 0 and (i - 1) % block == 0:
@@ -721,11 +740,10 @@ def train(
                     stops = ls[i : i + block]
                     padded = np.pad(stops, (0, block - len(stops)), mode="edge")
                     state, snaps = _advance_through(
-                        method, fields, state, jnp.int32(ls[i - 1]), jnp.asarray(padded, jnp.int32),
-                        jnp.int32(len(stops)),
+                        method, fields, state, np.int32(ls[i - 1]), padded.astype(np.int32), np.int32(len(stops)),
                     )  # fmt: skip
                 else:
-                    state = _advance(method, fields, state, jnp.int32(ls[i - 1]), jnp.int32(stop))
+                    state = _advance(method, fields, state, np.int32(ls[i - 1]), np.int32(stop))
                 last = int(ls[min(i - 1 + block, len(ls) - 1)])
                 if bar is not None:
                     jax.block_until_ready(state.params.W)

@@ -126,3 +126,34 @@ def test_good_arguments_still_run():
         compute_spectra=False,
     )
     assert res.loss.shape == (2, 4) and np.all(np.isfinite(res.loss))
+
+
+@pytest.mark.parametrize("seed", [0, 7, -1, 2**31 + 3])
+def test_default_keys_are_fold_in_of_the_noise_seed(seed):
+    """The default keys, made inside the set-up program from `noise_seed`, are fold_in(key(noise_seed), i):
+    sampled training with them equals training with those keys passed explicitly, bit for bit."""
+    pop, target = _pop(), jaxrnn.leaky_integrator(0.5)
+    kw = dict(
+        method=jaxrnn.GradientDescent(),
+        loss=jaxrnn.SampledLoss(dt=0.1, batch=4, steps=20),
+        steps=2,
+        compute_spectra=False,
+    )
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(2))
+    by_seed = train(pop, target, noise_seed=seed, **kw)
+    by_keys = train(pop, target, keys=keys, **kw)
+    other = train(pop, target, noise_seed=seed + 1, **kw)
+    for name in ("W", "u", "v"):
+        np.testing.assert_array_equal(getattr(by_seed.final, name), getattr(by_keys.final, name))
+    assert not np.array_equal(by_seed.final.W, other.final.W)
+
+
+def test_finite_check_on_host_and_on_device_agree():
+    """The host (numpy) and device (compiled reduction, used off the CPU backend) finiteness checks agree."""
+    from jaxrnn.train import _finite_networks, _finite_networks_on_device
+
+    pop = _pop(M=4)
+    pop = _with(pop, W=pop.W.at[1, 2, 3].set(np.nan), v=pop.v.at[3, 0].set(-np.inf))
+    host = _finite_networks(pop)
+    assert isinstance(host, np.ndarray) and host.tolist() == [[1, 0, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0]]
+    np.testing.assert_array_equal(host, np.asarray(_finite_networks_on_device(pop)))
