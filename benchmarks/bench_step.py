@@ -14,10 +14,12 @@ Each contender is one jitted population step with the parameters donated, timed 
 on the same state. `--state learned` starts at a trained network: the outlier 1 - c along q = u/|u|
 (W <- W0 - W0 q q^T + (1 - c) q q^T) and v.u = N, so k = k* (a fixed point of gradient descent): the
 regime where the Lyapunov solve needs the most doublings. Also measures the one-core float32
-matmul peak (2048^2) and the fast exact step's achieved FLOP/s (analytic count of the algorithm run:
+matmul peak (2048^2, in every round just before the contenders) and the fast exact step's achieved FLOP/s (analytic count of the algorithm run:
 K, the Neumann squarings and the LU fallbacks counted on the start state) for "fast" (one call per step,
 as the other contenders) and "fast_train" (`--n` steps in one program, each network on its own through all
-of them, as `train` runs a block of steps between log points: no population-sized buffers per step).
+of them, as `train` runs a block of steps between log points: no population-sized buffers per step), and
+"matmuls_only": the same number of N^3 products per step with nothing else, in `train`'s layout (the floor:
+what the step would reach without its O(N^2) work and per-operation overhead).
 
     OPENBLAS_NUM_THREADS=1 taskset -c 0 python benchmarks/bench_step.py --mode exact --N 64 --M 512
 """
@@ -145,6 +147,32 @@ def fast_exact_flops(N, K, k0=4, squarings=0.0, lu=1.0):
     return (inverse + kf * (2 + 4 * 2**k0 / N) + 10 * max(K - k0, 0) + 4 * 2**k0 / N + 2) * N**3
 
 
+def matmul_only_products(N, K, squarings, lu, k0=4):
+    """The fast exact step's N^3 products (the Neumann squarings' two each, one squaring per factored doubling,
+    five per dense one, O P), rounded, with an LU's 2 N^3 counted as one product: `fast_exact_flops` less its
+    O(N^2 2^k0) factor products, in units of 2 N^3."""
+    kf = min(K, k0)
+    return max(1, round(lu + 2 * squarings + kf + 5 * max(K - k0, 0) + 1))
+
+
+def matmuls_only_block(products: int, n: int):
+    """n steps of the fast step's N^3 products alone (a dependent chain per network, in `train`'s layout):
+    the rate the step would reach with no other work, the floor against which its overhead is measured."""
+
+    def chain(m):
+        B = m.W * 0.5  # |B| < 1: the chain neither overflows nor flushes to zero over n steps
+        X = B
+        for _ in range(products):
+            X = X @ B
+        return jaxrnn.LinearRNN(m.W + 1e-6 * X, m.u, m.v)
+
+    def block(model, key):
+        one = lambda m: jax.lax.fori_loop(0, n, lambda i, m: chain(m), m)
+        return over_networks(one, model.W.shape[-1], model), jnp.zeros((), model.W.dtype)
+
+    return block
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", default="exact", choices=["exact", "sampled"])
@@ -176,6 +204,10 @@ def main():
         inverse = jaxrnn.ExactLoss().resolved(target, one_at_a_time=per_network(a.N)).inverse
         count = lambda W: _cayley_resolvent_counted(W - jnp.eye(a.N, dtype=W.dtype), cayley_shift(W), inverse)
         _, squarings, lu = (np.asarray(x) for x in jax.jit(jax.vmap(count))(m0.W))
+        products = matmul_only_products(
+            a.N, float(np.mean(Ks)), float(np.mean(squarings)), float(np.mean(lu))
+        )
+        steps["matmuls_only"] = (jax.jit(matmuls_only_block(products, a.n), donate_argnums=0), a.n)
     else:
         keys = jax.random.split(key, 8)
         out = {k: jax.jit(jax.vmap(raw[k]))(sub, keys) for k in ("reference", "fast")}
@@ -193,17 +225,22 @@ def main():
         jax.block_until_ready(m)
         first[name] = time.perf_counter() - t0
         states[name], best[name] = m, 0.0
-    peak = matmul_peak()
+    # the peak is measured in every round, just before the contenders, so that each round's FLOP/s ratio
+    # compares rates measured within seconds of each other (this machine's speed drifts by 10-30% in minutes)
+    rounds: list[dict[str, float]] = []
     for _ in range(a.reps):
+        rate = {"peak": matmul_peak()}
         for name, (step, per_call) in steps.items():
             m = states[name]
             t0 = time.perf_counter()
             for i in range(a.n // per_call):
                 m, L = step(m, jax.random.fold_in(key, i))
             jax.block_until_ready(m)
-            best[name] = max(best[name], a.n * a.M / (time.perf_counter() - t0))
+            rate[name] = a.n * a.M / (time.perf_counter() - t0)
+            best[name] = max(best[name], rate[name])
             states[name] = m
-    peak = max(peak, matmul_peak())
+        rounds.append(rate)
+    peak = max(r["peak"] for r in rounds)
 
     print(
         f"mode={a.mode} state={a.state} N={a.N} M={a.M} float32 backend={jax.default_backend()} n={a.n} reps={a.reps}"
@@ -218,7 +255,11 @@ def main():
         + (f", fast/jax_port {best['fast'] / best['jax_port']:.2f}x" if "jax_port" in best else "")
         + (f", fast/fast_vmap {best['fast'] / best['fast_vmap']:.2f}x" if "fast_vmap" in best else "")
     )
-    print(f"  one-core float32 matmul peak (2048^2): {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"  one-core float32 matmul peak (2048^2): {peak / 1e9:.1f} GFLOP/s (best round; per round "
+        + ", ".join(f"{r['peak'] / 1e9:.1f}" for r in rounds)
+        + ")"
+    )
     if a.mode == "exact":
         Kmean = float(np.mean(Ks))
         fl = fast_exact_flops(
@@ -232,10 +273,19 @@ def main():
             f"{inverse!r}: Neumann squarings mean {np.mean(squarings):.2f}, LU on {100 * np.mean(lu):.0f}% "
             "of networks"
         )
+        floor = products * 2 * a.N**3
+        print(
+            f"  matmuls_only ({products} N^3 products per step, nothing else): "
+            f"{floor * best['matmuls_only'] / 1e9:.1f} GFLOP/s = {100 * floor * best['matmuls_only'] / peak:.0f}% "
+            f"of peak; fast_train spends {100 * (1 - best['fast_train'] / best['matmuls_only']):.0f}% of its time "
+            "outside these products (best against best)"
+        )
         for name in ("fast", "fast_train"):
+            paired = [100 * fl * r[name] / r["peak"] for r in rounds]
             print(
                 f"  {name}: ~{fl / a.N**3:.1f} N^3 flops/network-step -> {fl * best[name] / 1e9:.1f} GFLOP/s "
-                f"= {100 * fl * best[name] / peak:.0f}% of peak"
+                f"= {100 * fl * best[name] / peak:.0f}% of peak (best against best); each round against its own "
+                f"peak: {', '.join(f'{x:.0f}%' for x in paired)} (median {np.median(paired):.0f}%)"
             )
 
 
