@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WORKLOADS = (("b", 64), ("b", 128), ("a", 64))  # (mode, N): exact N = 64 and 128, sampled N = 64
+WORKLOADS = "b/64,b/128,a/64"  # mode/N: exact N = 64 and 128, sampled N = 64
 
 
 def first_call(script: str, mode: str, N: int, M: int, core: int | None, pythonpath: str | None) -> float:
@@ -46,6 +46,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--core", type=int, default=None, help="pin every process to this core (taskset)")
     ap.add_argument("--baseline", default=None, help="a jaxrnn source tree to time as well")
+    ap.add_argument("--workloads", default=WORKLOADS, help=f"comma-separated mode/N (default {WORKLOADS})")
     ap.add_argument("--out", default=None, help="JSON file for the raw times")
     a = ap.parse_args()
     contenders = {"jax_port": ("jax_port.py", None), "jaxrnn": ("jaxrnn_peer.py", None)}
@@ -53,8 +54,8 @@ def main():
         contenders["jaxrnn_baseline"] = ("jaxrnn_peer.py", os.path.abspath(a.baseline))
     times: dict[str, dict[str, list[float]]] = {}
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    for mode, N in WORKLOADS:
-        key = f"{mode}/{N}"
+    for key in a.workloads.split(","):
+        mode, N = key.split("/")[0], int(key.split("/")[1])
         times[key] = {name: [] for name in contenders}
         for r in range(a.rounds):
             for name, (script, path) in contenders.items():

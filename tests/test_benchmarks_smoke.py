@@ -105,3 +105,14 @@ def test_gpu_check_small_and_peer_comparison(tmp_path):
         flagged = row["invalid_rounds"] > 0 and not _finite(row["best"])
         assert (valid or flagged) and _finite(row["setup_s"]), row
     assert cp_out.with_suffix(".md").read_text().startswith("| mode |")
+
+
+def test_first_calls_script(tmp_path):
+    """`first_calls.py` runs both contenders in fresh processes and records a positive time for each."""
+    out = tmp_path / "first.json"
+    cmd = [sys.executable, os.path.join(BENCH, "first_calls.py"), "--M", "4", "--rounds", "1"]
+    subprocess.run(
+        cmd + ["--workloads", "b/8", "--out", str(out)], env=_env(), check=True, capture_output=True
+    )
+    times = json.loads(out.read_text())["times"]["b/8"]
+    assert set(times) == {"jax_port", "jaxrnn"} and all(_finite(t[0]) and t[0] > 0 for t in times.values())

@@ -32,14 +32,6 @@ from common import B, CSTAR, DT, ETA, T, init_params, serve  # noqa: E402
 import jaxrnn  # noqa: E402
 
 
-def _train_fn():
-    """`jaxrnn.train`, the function. Since the lazy `jaxrnn/__init__` (82e6805), importing the submodule
-    `jaxrnn.train` (e.g. by touching `jaxrnn.ExactLoss`) rebinds the package attribute `train` to that module;
-    until that is fixed, take the function from it."""
-    f = jaxrnn.train
-    return f if callable(f) else f.train
-
-
 class State:
     def __init__(self, mode, N, M):
         W, u, v = (jnp.asarray(a) for a in init_params(N, M))
@@ -50,7 +42,7 @@ class State:
         self.calls = 0
 
     def run(self, n):
-        res = _train_fn()(
+        res = jaxrnn.train(
             self.model,
             self.target,
             eta=ETA,
