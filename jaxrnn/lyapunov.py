@@ -140,10 +140,8 @@ def cayley_shift(W: Float[Array, "n n"], *, iterations: int = 6, p_min: float = 
     pts_re = jnp.stack([theta_re, r_b, zero, -r_b])[None, :]  # outlier, bulk right, top, left
     pts_im = jnp.stack([theta_im, zero, r_b, zero])[None, :]
     g = grid[:, None]
-    damp2 = ((g - 1 + pts_re) ** 2 + pts_im**2) / (
-        (g + 1 - pts_re) ** 2 + pts_im**2
-    )  # |p - 1 + z|^2 / |p + 1 - z|^2
-    damp = jnp.sqrt(damp2)
+    # |p - 1 + z| / |p + 1 - z| for each grid shift p (rows) and model point z (columns)
+    damp = jnp.sqrt(((g - 1 + pts_re) ** 2 + pts_im**2) / ((g + 1 - pts_re) ** 2 + pts_im**2))
     worst = jnp.max(jnp.where(jnp.isfinite(damp), damp, jnp.inf), axis=1)
     return grid[jnp.argmin(worst)]
 
