@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import jaxrnn  # noqa: E402
 from jaxrnn.loss import population_loss_and_grad_fast, sampled_loss_fft  # noqa: E402
 from jaxrnn._population import over_networks, per_network  # noqa: E402
-from jaxrnn.lyapunov import _cayley_resolvent_counted, cayley_shift, doublings_for  # noqa: E402
+from jaxrnn.lyapunov import _cayley_resolvent_counted, cayley_shift_and_subspace, doublings_for  # noqa: E402
 
 C, SIGMA, ETA, DT, T, B = 0.1, 0.1, 0.02, 0.1, 200, 16
 
@@ -202,7 +202,12 @@ def main():
         )(m0)
         Ks = np.asarray(Ks)
         inverse = jaxrnn.ExactLoss().resolved(target, one_at_a_time=per_network(a.N)).inverse
-        count = lambda W: _cayley_resolvent_counted(W - jnp.eye(a.N, dtype=W.dtype), cayley_shift(W), inverse)
+
+        def count(W):  # as `population_loss_and_grad_fast` runs it: the automatic shift and its subspace
+            p, subspace = cayley_shift_and_subspace(W)
+            subspace = subspace if inverse == "neumann" else None
+            return _cayley_resolvent_counted(W - jnp.eye(a.N, dtype=W.dtype), p, inverse, subspace)
+
         _, squarings, lu = (np.asarray(x) for x in jax.jit(jax.vmap(count))(m0.W))
         products = matmul_only_products(
             a.N, float(np.mean(Ks)), float(np.mean(squarings)), float(np.mean(lu))

@@ -39,7 +39,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from .lyapunov import (
     DEFAULT_DOUBLINGS,
-    cayley_shift,
+    cayley_shift_and_subspace,
     doublings_for,
     gramians,
     gramians_adaptive,
@@ -199,8 +199,9 @@ def _fast_terms(
     one inverse per step (the Cayley transform's, by `inverse`); the resolvents come from the same powers
     of F, in real arithmetic for real poles (`kind="integrator"`: s_im = 0)."""
     A = model.W - jnp.eye(model.N, dtype=model.W.dtype)
-    if shift is None:
-        shift = cayley_shift(model.W)
+    subspace = None
+    if shift is None:  # the automatic shift's dominant subspace also starts the Neumann inverse
+        shift, subspace = cayley_shift_and_subspace(model.W)
     poles = target.s_re if target.kind == "integrator" else target.poles
     P, O, tail, K, x, y = gramians_adaptive(
         A,
@@ -212,6 +213,7 @@ def _fast_terms(
         poles=poles,
         factored=factored,
         inverse=inverse,
+        subspace=subspace if inverse == "neumann" else None,
     )
     cdtype = jnp.result_type(model.W.dtype, jnp.complex64)
     x = x.astype(cdtype)

@@ -35,6 +35,7 @@ __all__ = [
     "gramians",
     "gramians_adaptive",
     "cayley_shift",
+    "cayley_shift_and_subspace",
     "low_rank_gramians",
     "doublings_for",
     "cayley",
@@ -100,7 +101,14 @@ def gramians(A, u, v, *, doublings: int = DEFAULT_DOUBLINGS, shift: float = 1.0)
 
 
 def cayley_shift(W: Float[Array, "n n"], *, iterations: int = 6, p_min: float = 0.05):
-    """A Cayley shift p for A = W - I from a cheap model of W's spectrum (matvecs only).
+    """A Cayley shift p for A = W - I from a cheap model of W's spectrum (matvecs only): see
+    `cayley_shift_and_subspace`, which also returns the dominant subspace it found."""
+    return cayley_shift_and_subspace(W, iterations=iterations, p_min=p_min)[0]
+
+
+def cayley_shift_and_subspace(W: Float[Array, "n n"], *, iterations: int = 6, p_min: float = 0.05):
+    """A Cayley shift p for A = W - I from a cheap model of W's spectrum (matvecs only), and the dominant
+    2-dimensional subspace of W it came from: (p, (Q, H)), Q orthonormal (n, 2), H = Q^T W Q.
 
     Model: a bulk disk |z| <= r_b plus the dominant pair theta, conj(theta) of W (Ritz values of a
     2-block power iteration started from fixed vectors), with r_b^2 = max(|W|_F^2 - 2|theta|^2, 0)/n
@@ -143,14 +151,16 @@ def cayley_shift(W: Float[Array, "n n"], *, iterations: int = 6, p_min: float = 
     # |p - 1 + z| / |p + 1 - z| for each grid shift p (rows) and model point z (columns)
     damp = jnp.sqrt(((g - 1 + pts_re) ** 2 + pts_im**2) / ((g + 1 - pts_re) ** 2 + pts_im**2))
     worst = jnp.max(jnp.where(jnp.isfinite(damp), damp, jnp.inf), axis=1)
-    return grid[jnp.argmin(worst)]
+    return grid[jnp.argmin(worst)], (Q, H)
 
 
 INVERSES = ("lu", "neumann")  # how `cayley_resolvent` inverts pI - A
 NEUMANN_MAX_SQUARINGS = 3
 
 
-def cayley_resolvent(A: Float[Array, "n n"], shift, inverse: str = "lu") -> Float[Array, "n n"]:
+def cayley_resolvent(
+    A: Float[Array, "n n"], shift, inverse: str = "lu", subspace=None
+) -> Float[Array, "n n"]:
     """R = (pI - A)^{-1}, by one LU (`inverse="lu"`) or, matmuls only, by the Neumann product.
 
     With B = (A + I)/(p + 1) (= W/(p + 1) for A = W - I), pI - A = (p + 1)(I - B) and
@@ -164,11 +174,29 @@ def cayley_resolvent(A: Float[Array, "n n"], shift, inverse: str = "lu") -> Floa
     with r = n_k / n_(k-1), exact for one dominant eigenvalue), it stops early and the LU runs after all
     (`lax.cond`: a real branch when this runs for one network at a time, both branches under `vmap`, so
     use "lu" there). The returned R's residual is bounded either way.
+
+    `subspace` = (Q, H) (Q orthonormal (n, k), H = Q^T W Q, e.g. from `cayley_shift_and_subspace`): the
+    product starts from X_0 = I + Q S Q^T, S = (I - H/(p + 1))^{-1} - I, the inverse on span(Q) if it is
+    invariant, and runs the same iteration X <- X (I + E), E <- E^2 on the exact residual
+        E_0 = I - (I - B) X_0 = B - Q S Q^T + (B Q) S Q^T        (O(n^2): B Q is n x k).
+    When W Q = Q H, E_0 = B - Q H Q^T/(p + 1) vanishes on span(Q) and its powers decay at the rate of the
+    rest of the spectrum: a learned outlier near 1 no longer stalls the product (it converges in as many
+    squarings as at the start of learning, where the LU ran before). Where span(Q) is not invariant the
+    identity still holds, so the residual bound and the fallback are unchanged.
     """
-    return _cayley_resolvent_counted(A, shift, inverse)[0]
+    return _cayley_resolvent_counted(A, shift, inverse, subspace)[0]
 
 
-def _cayley_resolvent_counted(A, shift, inverse: str):
+def _inverse_small(M):
+    """M^{-1} for a k x k M: in closed form for k = 2 (no LAPACK call in the step), else by `inv`. A singular
+    M gives non-finite entries, which make the Neumann product fall back to the LU."""
+    if M.shape[-1] != 2:
+        return jnp.linalg.inv(M)
+    det = M[0, 0] * M[1, 1] - M[0, 1] * M[1, 0]
+    return jnp.stack([jnp.stack([M[1, 1], -M[0, 1]]), jnp.stack([-M[1, 0], M[0, 0]])]) / det
+
+
+def _cayley_resolvent_counted(A, shift, inverse: str, subspace=None):
     """`cayley_resolvent`, plus the Neumann squarings done and whether the LU ran (for flop counts)."""
     n = A.shape[-1]
     dtype = A.dtype
@@ -198,7 +226,17 @@ def _cayley_resolvent_counted(A, shift, inverse: str):
         predicted = log_next + (2.0 ** (remaining + 1) - 2) * (log_next - log_n)
         return k + 1, Bk, X + X @ Bk, log_next, predicted <= log_tol
 
-    init = (jnp.asarray(0), B, eye + B, log_norm2(B), jnp.asarray(True))
+    if subspace is None:
+        E, X = B, eye + B  # X_0 = I: X = I + B after the first factor, residual E^2
+    else:  # X_0 = I + Q S Q^T and the exact E_0 = I - (I - B) X_0; then X = X_0 (I + E_0), all O(n^2)
+        Q, H = subspace
+        S = _inverse_small(jnp.eye(H.shape[-1], dtype=dtype) - H / (1 + p)) - jnp.eye(
+            H.shape[-1], dtype=dtype
+        )
+        QS = Q @ S
+        E = B + (B @ Q - Q) @ (S @ Q.T)
+        X = eye + E + QS @ Q.T + QS @ (Q.T @ E)  # X_0 + X_0 E_0 with X_0 = I + QS Q^T
+    init = (jnp.asarray(0), E, X, log_norm2(E), jnp.asarray(True))
     k, _, X, log_n, _ = jax.lax.while_loop(cond, body, init)
     converged = log_n <= log_tol
     return jax.lax.cond(converged, lambda: X / (1 + p), lu), k, ~converged
@@ -216,11 +254,13 @@ def gramians_adaptive(
     factored: int | None = None,
     tol: float | None = None,
     inverse: str = "lu",
+    subspace=None,
 ) -> tuple[Any, ...]:  # (P, O, tail, K) or, with `poles`, (P, O, tail, K, x, y)
     """`gramians` with the number of doublings chosen on the fly: same P, O to the dtype's precision.
 
     F = (pI - A)^{-1}(pI + A) = 2p R - I with R = (pI - A)^{-1} from `cayley_resolvent` (`inverse`: one
-    LU, the step's only factorisation, or the matmul-only Neumann product with LU fallback).
+    LU, the step's only factorisation, or the matmul-only Neumann product with LU fallback, started on the
+    dominant `subspace` (Q, H) of W = A + I when given).
     The Stein sums P = sum_i F^i G F^iT, G = 2p g g^T (g = R u), start rank one, so the first `factored`
     (default min(4, floor(log2 n) - 1), at least 1) doublings run on factors, Z <- [Z, F^(2^k) Z]
     (in a zero-padded n x 2^factored buffer: O(n^2 2^factored) instead of 4 n^3 per doubling; O's factor
@@ -247,7 +287,7 @@ def gramians_adaptive(
     tol2 = float(np.finfo(np.dtype(dtype)).eps) if tol is None else float(tol) ** 2
     eye = jnp.eye(n, dtype=dtype)
     p = jnp.asarray(shift, dtype)
-    R = cayley_resolvent(A, p, inverse)
+    R = cayley_resolvent(A, p, inverse, subspace)
     F = 2 * p * R - eye
     g, h = R @ u, v @ R  # (pI - A)^{-1} u, (pI - A)^{-T} v
     scale = jnp.sqrt(2 * p)

@@ -45,6 +45,7 @@ FAST = jax.jit(
     lambda m, t, p: population_loss_and_grad_fast(m, t, max_doublings=24, shift=p, return_doublings=True)
 )
 LOSS_FAST = jax.jit(lambda m, t: population_loss_fast(m, t, max_doublings=24))
+FAST_NEUMANN = jax.jit(lambda m, t: population_loss_and_grad_fast(m, t, max_doublings=24, inverse="neumann"))
 
 
 @pytest.mark.parametrize("name", ["integrator", "sum"])  # real poles; complex poles (sum of two)
@@ -61,6 +62,21 @@ def test_fast_exact_loss_and_grad_equal_reference(name):
             assert abs(float(loss - ref[0])) <= 1e-10 * abs(float(ref[0]))
             assert tree_max_rel_err(grad, ref[1]) <= 1e-10
         assert abs(float(LOSS_FAST(net, target) - ref[0])) <= 1e-10 * abs(float(ref[0]))
+
+
+@pytest.mark.parametrize("name", ["integrator", "oscillator"])
+def test_fast_exact_with_the_neumann_inverse_equals_reference(name):
+    """The matmul-only Cayley inverse (the Neumann product started on the automatic shift's dominant subspace,
+    as `train` runs it one network at a time): the reference's loss and gradient to 1e-10, learned outliers
+    included."""
+    target = TARGETS[name]
+    for sigma, outlier in CASES:
+        net = _net(sigma=sigma, outlier=outlier, seed=1)
+        ref = REF(net, target)
+        loss, grad, tail = FAST_NEUMANN(net, target)
+        assert float(tail) <= np.sqrt(np.finfo(np.float64).eps)
+        assert abs(float(loss - ref[0])) <= 1e-10 * abs(float(ref[0]))
+        assert tree_max_rel_err(grad, ref[1]) <= 1e-10
 
 
 def test_fast_exact_gradient_matches_finite_differences():

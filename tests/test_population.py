@@ -12,7 +12,7 @@ import pytest
 
 import jaxrnn
 from jaxrnn import _population
-from jaxrnn.lyapunov import cayley_resolvent
+from jaxrnn.lyapunov import _cayley_resolvent_counted, cayley_resolvent, cayley_shift_and_subspace
 
 jax.config.update("jax_enable_x64", True)
 
@@ -61,6 +61,55 @@ def test_neumann_inverse_falls_back_to_lu(case):
     np.testing.assert_array_equal(R, _resolvent(W, p, "lu"))
     M = (p + 1) * np.eye(n) - W
     assert np.linalg.norm(np.eye(n) - M @ R) < 1e-12
+
+
+def _with_outliers(n, eigenvalues, seed=1):
+    """A sigma = 0.1 bulk deflated along a random orthonormal pair q1, q2 and given the block `eigenvalues`
+    there (a 2 x 2 real matrix: a real outlier and a bulk value, or a complex pair)."""
+    W = _bulk(n, 0.1, seed=seed)
+    q = np.linalg.qr(np.random.default_rng(seed + 1).standard_normal((n, 2)))[0]
+    P = q @ q.T
+    return W - P @ W @ P + q @ np.asarray(eigenvalues) @ q.T
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block", ["real", "pair"])
+def test_neumann_inverse_started_on_the_dominant_subspace(dtype, block):
+    """A learned outlier near 1 with a small shift (W's eigenvalue 0.95, or the pair 0.9 +- 0.3i, p = 0.2):
+    the plain Neumann product falls back to the LU, the one started on `cayley_shift_and_subspace`'s subspace
+    converges within its squarings, to the residual bound sqrt(n) eps (plus rounding), and agrees with the LU."""
+    n, p = 64, 0.2
+    eigenvalues = [[0.95, 0.0], [0.0, 0.05]] if block == "real" else [[0.9, 0.3], [-0.3, 0.9]]
+    W = _with_outliers(n, eigenvalues).astype(dtype)
+    A = jnp.asarray(W - np.eye(n, dtype=dtype))
+    subspace = jax.jit(lambda W: cayley_shift_and_subspace(W)[1])(jnp.asarray(W))
+    run = jax.jit(lambda A, sub: _cayley_resolvent_counted(A, p, "neumann", sub))
+    _, _, plain_lu = run(A, None)
+    R, squarings, used_lu = run(A, subspace)
+    assert bool(plain_lu) and not bool(used_lu) and int(squarings) <= 3
+    R = np.asarray(R)
+    M = (p + 1) * np.eye(n) - W.astype(np.float64)
+    eps = np.finfo(dtype).eps
+    assert np.linalg.norm(np.eye(n) - M @ R.astype(np.float64)) <= 4 * np.sqrt(n) * eps
+    R_lu = _resolvent(W, p, "lu")
+    np.testing.assert_allclose(R, R_lu, rtol=0, atol=50 * eps * np.abs(R_lu).max())
+
+
+def test_neumann_start_on_any_subspace_is_exact_or_falls_back():
+    """The start X_0 = I + Q S Q^T is exact algebra for any orthonormal Q (its residual is computed, not
+    assumed): a random, non-invariant Q still gives R to the bound (or the LU); a singular I - H/(p + 1)
+    (H = (p + 1) I) gives non-finite S and the LU, bit for bit."""
+    n, p = 32, 0.5
+    W = _bulk(n, 0.3, seed=4)
+    A = jnp.asarray(W - np.eye(n))
+    Q = np.linalg.qr(np.random.default_rng(5).standard_normal((n, 2)))[0]
+    run = jax.jit(lambda A, Q, H: _cayley_resolvent_counted(A, p, "neumann", (Q, H)))
+    R, _, _ = run(A, jnp.asarray(Q), jnp.asarray(Q.T @ W @ Q))
+    M = (p + 1) * np.eye(n) - W
+    assert np.linalg.norm(np.eye(n) - M @ np.asarray(R)) <= 4 * np.sqrt(n) * np.finfo(np.float64).eps
+    R, _, used_lu = run(A, jnp.asarray(Q), jnp.asarray((p + 1) * np.eye(2)))
+    assert bool(used_lu)
+    np.testing.assert_array_equal(np.asarray(R), _resolvent(W, p, "lu"))
 
 
 def test_neumann_inverse_rejects_unknown_method():
