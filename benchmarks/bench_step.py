@@ -14,8 +14,9 @@ Each contender is one jitted population step with the parameters donated, timed 
 on the same state. `--state learned` starts at a trained network: the outlier 1 - c along q = u/|u|
 (W <- W0 - W0 q q^T + (1 - c) q q^T) and v.u = N, so k = k* (a fixed point of gradient descent): the
 regime where the Lyapunov solve needs the most doublings. Also measures the one-core float32
-matmul peak (2048^2, in every round just before the contenders) and the fast exact step's achieved FLOP/s (analytic count of the algorithm run:
-K, the Neumann squarings and the LU fallbacks counted on the start state) for "fast" (one call per step,
+matmul peak (2048^2, in every round just before the contenders) and the fast exact step's achieved
+FLOP/s (analytic count of the algorithm run: K, the Neumann squarings and the LU fallbacks counted on the
+start state) for "fast" (one call per step,
 as the other contenders) and "fast_train" (`--n` steps in one program, each network on its own through all
 of them, as `train` runs a block of steps between log points: no population-sized buffers per step), and
 "matmuls_only": the same number of N^3 products per step with nothing else, in `train`'s layout (the floor:

@@ -21,8 +21,8 @@ Write s = the readout scale (1/N mean-field), A = W - I, and k*(tau) = Re sum_j 
 Fast paths (same values to the dtype's precision; the functions above are their references):
 - `population_loss_and_grad_fast` / `population_loss_fast`: `lyapunov.gramians_adaptive` (doublings
   stop once |F^(2^K)|_F^2 <= eps, the first ones on rank-one factors, the shift from
-  `lyapunov.cayley_shift_and_subspace`, the resolvents from the same powers of F: one inverse per step, an LU or
-  the Neumann product).
+  `lyapunov.cayley_shift_and_subspace`, the resolvents from the same powers of F: one inverse per step, an
+  LU or the Neumann product).
 - `sampled_loss_fft`: the error response e_n computed once per network (`impulse_response_euler`,
   independent of the batch) and convolved with the noise by FFT; same noise as `sampled_loss`.
 """
@@ -282,8 +282,8 @@ def population_loss_and_grad_fast(
     picks the Cayley shift from `lyapunov.cayley_shift_and_subspace` (a float fixes it). `inverse` inverts
     pI - A by one LU ("lu") or by the matmul-only Neumann product with an LU fallback ("neumann", for one
     network at a time: see `lyapunov.cayley_resolvent`), started on the dominant subspace the automatic
-    shift found (so a learned outlier near 1 does not stall it). The resolvents come from the same powers of F (no
-    factorisation besides the Cayley transform's). Not reverse-differentiable (a while loop):
+    shift found (so a learned outlier near 1 does not stall it). The resolvents come from the same powers
+    of F (no factorisation besides the Cayley transform's). Not reverse-differentiable (a while loop):
     its gradient is the adjoint one it returns.
 
     Returns (loss, grad, tail), plus K (the doublings used) with `return_doublings`.

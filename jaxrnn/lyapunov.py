@@ -230,9 +230,8 @@ def _cayley_resolvent_counted(A, shift, inverse: str, subspace=None):
         E, X = B, eye + B  # X_0 = I: X = I + B after the first factor, residual E^2
     else:  # X_0 = I + Q S Q^T and the exact E_0 = I - (I - B) X_0; then X = X_0 (I + E_0), all O(n^2)
         Q, H = subspace
-        S = _inverse_small(jnp.eye(H.shape[-1], dtype=dtype) - H / (1 + p)) - jnp.eye(
-            H.shape[-1], dtype=dtype
-        )
+        eye_k = jnp.eye(H.shape[-1], dtype=dtype)
+        S = _inverse_small(eye_k - H / (1 + p)) - eye_k
         QS = Q @ S
         E = B + (B @ Q - Q) @ (S @ Q.T)
         X = eye + E + QS @ Q.T + QS @ (Q.T @ E)  # X_0 + X_0 E_0 with X_0 = I + QS Q^T

@@ -739,9 +739,8 @@ def train(
                 if method.free_running:
                     stops = ls[i : i + block]
                     padded = np.pad(stops, (0, block - len(stops)), mode="edge")
-                    state, snaps = _advance_through(
-                        method, fields, state, np.int32(ls[i - 1]), padded.astype(np.int32), np.int32(len(stops)),
-                    )  # fmt: skip
+                    bounds = (np.int32(ls[i - 1]), padded.astype(np.int32), np.int32(len(stops)))
+                    state, snaps = _advance_through(method, fields, state, *bounds)
                 else:
                     state = _advance(method, fields, state, np.int32(ls[i - 1]), np.int32(stop))
                 last = int(ls[min(i - 1 + block, len(ls) - 1)])
