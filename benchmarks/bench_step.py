@@ -137,23 +137,20 @@ def matmul_peak(n=2048, reps=3):
     return 2.0 * n**3 / best
 
 
+def exact_step_products(K, squarings, lu, k0=4):
+    """The fast exact step's N^3 products, in units of one product (2 N^3 flops), with K doublings, the first
+    min(K, k0) on factors: the Cayley inverse (`lu`: the fraction of networks that ran the LU inverse, counted
+    as one product; `squarings`: Neumann squarings done, one squaring and one product each), one squaring per
+    factored doubling, five products per dense doubling, O P."""
+    return lu + 2 * squarings + min(K, k0) + 5 * max(K - k0, 0) + 1
+
+
 def fast_exact_flops(N, K, k0=4, squarings=0.0, lu=1.0):
-    """Nominal flops of one fast exact network-step with K doublings, the first min(K, k0) on factors held in
-    an N x 2^k0 buffer: the Cayley inverse (`lu`: the fraction of networks that ran the LU inverse, 2 N^3;
-    `squarings`: Neumann squarings done, one squaring and one product, 4 N^3, each), per factored doubling
-    a squaring 2 N^3 + two growth products 2 * 2 N^2 2^k0, per dense doubling 10 N^3, P and O from the
-    factors 2 * 2 N^2 2^k0, O P 2 N^3 (the O(N^2) resolvent chains and the vector work left out)."""
-    kf = min(K, k0)
-    inverse = 2 * lu + 4 * squarings
-    return (inverse + kf * (2 + 4 * 2**k0 / N) + 10 * max(K - k0, 0) + 4 * 2**k0 / N + 2) * N**3
-
-
-def matmul_only_products(N, K, squarings, lu, k0=4):
-    """The fast exact step's N^3 products (the Neumann squarings' two each, one squaring per factored doubling,
-    five per dense one, O P), rounded, with an LU's 2 N^3 counted as one product: `fast_exact_flops` less its
-    O(N^2 2^k0) factor products, in units of 2 N^3."""
-    kf = min(K, k0)
-    return max(1, round(lu + 2 * squarings + kf + 5 * max(K - k0, 0) + 1))
+    """Nominal flops of one fast exact network-step: its N^3 products (`exact_step_products`) plus, in the
+    N x 2^k0 factor buffer, two growth products 2 * 2 N^2 2^k0 per factored doubling and P and O from the
+    factors 2 * 2 N^2 2^k0 (the O(N^2) resolvent chains and the vector work left out)."""
+    factor_flops = (min(K, k0) + 1) * 4 * N**2 * 2**k0
+    return 2 * N**3 * exact_step_products(K, squarings, lu, k0) + factor_flops
 
 
 def matmuls_only_block(products: int, n: int):
@@ -206,12 +203,11 @@ def main():
 
         def count(W):  # as `population_loss_and_grad_fast` runs it: the automatic shift and its subspace
             p, subspace = cayley_shift_and_subspace(W)
-            subspace = subspace if inverse == "neumann" else None
             return _cayley_resolvent_counted(W - jnp.eye(a.N, dtype=W.dtype), p, inverse, subspace)
 
         _, squarings, lu = (np.asarray(x) for x in jax.jit(jax.vmap(count))(m0.W))
-        products = matmul_only_products(
-            a.N, float(np.mean(Ks)), float(np.mean(squarings)), float(np.mean(lu))
+        products = max(
+            1, round(exact_step_products(float(np.mean(Ks)), float(np.mean(squarings)), float(np.mean(lu))))
         )
         steps["matmuls_only"] = (jax.jit(matmuls_only_block(products, a.n), donate_argnums=0), a.n)
     else:

@@ -213,7 +213,7 @@ def _fast_terms(
         poles=poles,
         factored=factored,
         inverse=inverse,
-        subspace=subspace if inverse == "neumann" else None,
+        subspace=subspace,  # used by the Neumann inverse only
     )
     cdtype = jnp.result_type(model.W.dtype, jnp.complex64)
     x = x.astype(cdtype)

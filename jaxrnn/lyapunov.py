@@ -329,9 +329,9 @@ def gramians_adaptive(
         lambda c: (c[0] < k0) & ~converged(c[0], c[1]), factored_body, init
     )
     P = Zp @ Zp.T
-    if observability:  # O = Zo Zo^T after an explicit n x 2^k0 transpose: XLA's CPU backend runs ZoT^T ZoT
-        # (both operands contracted on their rows) as its own loop: 18 us at N = 128 in a trace, ~1/3 the rate of
-        # its matmul library (YNNPACK), which takes Zo Zo^T
+    if observability:  # O = Zo Zo^T after an explicit n x 2^k0 transpose: XLA's CPU backend runs
+        # ZoT^T ZoT (both operands contracted on their rows) as its own loop, 18 us at N = 128 in a trace,
+        # ~1/3 the rate of its matmul library (YNNPACK), which takes Zo Zo^T
         Zo = jax.lax.optimization_barrier(ZoT.T)
         O = Zo @ Zo.T
     else:
