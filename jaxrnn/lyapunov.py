@@ -238,7 +238,11 @@ def _cayley_resolvent_counted(A, shift, inverse: str, subspace=None):
     init = (jnp.asarray(0), E, X, log_norm2(E), jnp.asarray(True))
     k, _, X, log_n, _ = jax.lax.while_loop(cond, body, init)
     converged = log_n <= log_tol
-    return jax.lax.cond(converged, lambda: X / (1 + p), lu), k, ~converged
+    # the branches return R flattened: LAPACK's inverse is column-major, and a matrix-valued `cond` took that
+    # layout, so the product's R was transposed into it and every use of R read it strided (~7% of a step
+    # at N = 128); a vector has one layout, so only the LU branch pays for the transpose
+    flat = jax.lax.cond(converged, lambda: (X / (1 + p)).reshape(-1), lambda: lu().reshape(-1))
+    return flat.reshape(n, n), k, ~converged
 
 
 def gramians_adaptive(
@@ -308,25 +312,28 @@ def gramians_adaptive(
         factored = min(4, max(1, int(math.log2(n)) - 1))
     k0 = min(int(factored), int(max_doublings))
     width = 2**k0
-    cols = jnp.arange(width)
     Zp = jnp.zeros((n, width), dtype).at[:, 0].set(scale * g)
     ZoT = jnp.zeros((width, n), dtype).at[0].set(scale * h)  # O's factor, transposed: rows grow by Z^T F
 
-    def converged(k, F):
-        return (k >= max_doublings) | (jnp.sum(F * F) <= tol2)
+    def converged(k, F2):
+        return (k >= max_doublings) | (F2 <= tol2)
 
+    # both loops carry F2 = |F^(2^k)|_F^2 with F, so the stopping test does not read F again
     def factored_body(carry):  # columns [0, 2^k) of Z are filled: append F^(2^k) Z as [2^k, 2^(k+1))
-        k, F, Zp, ZoT, zx, zy, beta = carry
-        shift = (cols[None, :] == cols[:, None] + jnp.left_shift(1, k)).astype(dtype)  # (width, width)
-        Zp = Zp + (F @ Zp) @ shift
+        k, F, F2, Zp, ZoT, zx, zy, beta = carry
+        # F Z has its columns [0, 2^k) filled and the rest zero, so rolling it by 2^k puts them at
+        # [2^k, 2^(k+1)) and wraps only zeros (2^(k+1) <= width): a slice copy, not a width^2 product
+        step = jnp.left_shift(1, k)
+        Zp = Zp + jnp.roll(F @ Zp, step, axis=1)
         if observability:
-            ZoT = ZoT + shift.T @ (ZoT @ F)
+            ZoT = ZoT + jnp.roll(ZoT @ F, step, axis=0)
         zx, zy, beta = resolvent_factor(F, zx, zy, beta)
-        return k + 1, F @ F, Zp, ZoT, zx, zy, beta
+        F = F @ F
+        return k + 1, F, jnp.sum(F * F), Zp, ZoT, zx, zy, beta
 
-    init = (jnp.asarray(0, jnp.int32), F, Zp, ZoT, zx, zy, beta)
-    k, F, Zp, ZoT, zx, zy, beta = jax.lax.while_loop(
-        lambda c: (c[0] < k0) & ~converged(c[0], c[1]), factored_body, init
+    init = (jnp.asarray(0, jnp.int32), F, jnp.sum(F * F), Zp, ZoT, zx, zy, beta)
+    k, F, F2, Zp, ZoT, zx, zy, beta = jax.lax.while_loop(
+        lambda c: (c[0] < k0) & ~converged(c[0], c[2]), factored_body, init
     )
     P = Zp @ Zp.T
     if observability:  # O = Zo Zo^T after an explicit n x 2^k0 transpose: XLA's CPU backend runs
@@ -338,18 +345,19 @@ def gramians_adaptive(
         O = jnp.zeros((), dtype)
 
     def cond(carry):
-        k, F = carry[0], carry[1]
-        return (k < max_doublings) & (jnp.sum(F * F) > tol2)
+        k, F2 = carry[0], carry[2]
+        return (k < max_doublings) & (F2 > tol2)
 
     def body(carry):
-        k, F, P, O, zx, zy, beta = carry
+        k, F, _, P, O, zx, zy, beta = carry
         P = P + F @ P @ F.T
         if observability:
             O = O + F.T @ O @ F
         zx, zy, beta = resolvent_factor(F, zx, zy, beta)
-        return k + 1, F @ F, P, O, zx, zy, beta
+        F = F @ F
+        return k + 1, F, jnp.sum(F * F), P, O, zx, zy, beta
 
-    k, F, P, O, zx, zy, beta = jax.lax.while_loop(cond, body, (k, F, P, O, zx, zy, beta))
+    k, F, _, P, O, zx, zy, beta = jax.lax.while_loop(cond, body, (k, F, F2, P, O, zx, zy, beta))
     out = (P, (O if observability else None), jnp.max(jnp.abs(F)), k)
     if poles.shape[0] == 0:
         return out
