@@ -86,6 +86,44 @@ def _resolvents(model: LinearRNN, target: ExponentialSum, after=None, adjoint: b
     return (xy[:J], xy[J:]) if adjoint else (xy, None)
 
 
+def _weighted(target: ExponentialSum, z):
+    """r_j z_j for resolvents z (J, n) at the target's poles: complex, or real where z is (the integrator's
+    real poles, whose residues are real)."""
+    r = target.residues if jnp.iscomplexobj(z) else target.r_re
+    return r.astype(z.dtype)[:, None] * z
+
+
+def _re_outer(a, b):
+    """Re sum_j a_j b_j^T for (J, n) arrays a, b, in real arithmetic: XLA's CPU backend runs an outer
+    product of complex vectors as n^2 complex multiplies, ~10x the cost of the real ones at n = 128."""
+    out = jnp.real(a).T @ jnp.real(b)
+    if jnp.iscomplexobj(a) and jnp.iscomplexobj(b):
+        out = out - jnp.imag(a).T @ jnp.imag(b)
+    return out
+
+
+def _loss_from_terms(model: LinearRNN, target: ExponentialSum, Pv, x) -> Scalar:
+    """L = 1/2 (s^2 v.P v - 2 s Re sum_j r_j v.x_j + |k*|^2), s the readout scale."""
+    s = model.readout_scale
+    cross = jnp.sum(jnp.real(_weighted(target, x) @ model.v.astype(x.dtype)))
+    return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
+
+
+def _loss_and_grad_from_terms(model: LinearRNN, target: ExponentialSum, Pv, Ou, OP, x, y):
+    """The loss and its adjoint gradient from the Gramian terms and the resolvents x_j, y_j (module doc):
+    dL/dW = s^2 O P - s Re sum_j r_j y_j x_j^T, dL/du = s^2 O u - s Re sum_j r_j y_j,
+    dL/dv = s^2 P v - s Re sum_j r_j x_j."""
+    s = model.readout_scale
+    rx, ry = _weighted(target, x), _weighted(target, y)
+    gW = s**2 * OP - s * _re_outer(ry, x)
+    gu = s**2 * Ou - s * jnp.real(jnp.sum(ry, 0))
+    gv = s**2 * Pv - s * jnp.real(jnp.sum(rx, 0))
+    grad = LinearRNN(
+        gW.astype(model.W.dtype), gu.astype(model.u.dtype), gv.astype(model.v.dtype), scaling=model.scaling
+    )
+    return _loss_from_terms(model, target, Pv, x), grad
+
+
 GRAMIANS = ("dense", "low_rank")
 
 
@@ -150,20 +188,9 @@ def population_loss_and_grad(
     the solve converged, O(1) or larger flags a network that is not (see `lyapunov`). For "low_rank",
     the ADI's relative last increment (<= sqrt(eps)/10 once converged; `max_steps` caps the steps).
     """
-    s = model.readout_scale
     Pv, Ou, OP, x, y, tail = _gramian_terms(model, target, gramian, doublings, shift, max_steps)
     assert Ou is not None and OP is not None and y is not None  # need_grad=True
-    r = target.residues.astype(x.dtype)
-    cross = jnp.real(jnp.sum(r * (x @ model.v.astype(x.dtype))))
-    loss = 0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())
-    rx, ry = r[:, None] * x, r[:, None] * y
-    gW = s**2 * OP - s * jnp.real(jnp.einsum("ji,jk->ik", ry, x))
-    gu = s**2 * Ou - s * jnp.real(jnp.sum(ry, 0))
-    gv = s**2 * Pv - s * jnp.real(jnp.sum(rx, 0))
-    grad = LinearRNN(
-        gW.astype(model.W.dtype), gu.astype(model.u.dtype), gv.astype(model.v.dtype), scaling=model.scaling
-    )
-    return loss.astype(model.W.dtype), grad, tail
+    return *_loss_and_grad_from_terms(model, target, Pv, Ou, OP, x, y), tail
 
 
 def population_loss(
@@ -180,10 +207,8 @@ def population_loss(
     With `gramian="dense"` it is differentiable by autodiff too (the low-rank ADI is a while loop);
     `population_loss_and_grad` gives the adjoint gradients for both.
     """
-    s = model.readout_scale
     Pv, _, _, x, _, _ = _gramian_terms(model, target, gramian, doublings, shift, max_steps, need_grad=False)
-    cross = jnp.real(jnp.sum(target.residues.astype(x.dtype) * (x @ model.v.astype(x.dtype))))
-    return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
+    return _loss_from_terms(model, target, Pv, x)
 
 
 def _fast_terms(
@@ -215,12 +240,10 @@ def _fast_terms(
         inverse=inverse,
         subspace=subspace,  # used by the Neumann inverse only
     )
-    cdtype = jnp.result_type(model.W.dtype, jnp.complex64)
-    x = x.astype(cdtype)
     if not need_grad:
         return P @ model.v, None, None, x, None, tail, K
     assert O is not None and y is not None  # observability=need_grad=True
-    return P @ model.v, O @ model.u, O @ P, x, y.astype(cdtype), tail, K
+    return P @ model.v, O @ model.u, O @ P, x, y, tail, K
 
 
 @overload
@@ -288,20 +311,9 @@ def population_loss_and_grad_fast(
 
     Returns (loss, grad, tail), plus K (the doublings used) with `return_doublings`.
     """
-    s = model.readout_scale
     Pv, Ou, OP, x, y, tail, K = _fast_terms(model, target, max_doublings, shift, True, factored, inverse)
     assert Ou is not None and OP is not None and y is not None  # need_grad=True
-    r = target.residues.astype(x.dtype)
-    cross = jnp.real(jnp.sum(r * (x @ model.v.astype(x.dtype))))
-    loss = 0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())
-    rx, ry = r[:, None] * x, r[:, None] * y
-    gW = s**2 * OP - s * jnp.real(jnp.einsum("ji,jk->ik", ry, x))
-    gu = s**2 * Ou - s * jnp.real(jnp.sum(ry, 0))
-    gv = s**2 * Pv - s * jnp.real(jnp.sum(rx, 0))
-    grad = LinearRNN(
-        gW.astype(model.W.dtype), gu.astype(model.u.dtype), gv.astype(model.v.dtype), scaling=model.scaling
-    )
-    out = (loss.astype(model.W.dtype), grad, tail)
+    out = (*_loss_and_grad_from_terms(model, target, Pv, Ou, OP, x, y), tail)
     return out + (K,) if return_doublings else out
 
 
@@ -315,12 +327,10 @@ def population_loss_fast(
     inverse: str = "lu",
 ) -> Scalar:
     """`population_loss` by the adaptive solver of `population_loss_and_grad_fast` (P only, x only)."""
-    s = model.readout_scale
     Pv, _, _, x, _, _, _ = _fast_terms(
         model, target, max_doublings, shift, need_grad=False, factored=factored, inverse=inverse
     )
-    cross = jnp.real(jnp.sum(target.residues.astype(x.dtype) * (x @ model.v.astype(x.dtype))))
-    return (0.5 * (s**2 * model.v @ Pv - 2 * s * cross + target.norm_sq())).astype(model.W.dtype)
+    return _loss_from_terms(model, target, Pv, x)
 
 
 def _augmented(model: LinearRNN, target: ExponentialSum):

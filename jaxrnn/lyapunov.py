@@ -238,11 +238,15 @@ def _cayley_resolvent_counted(A, shift, inverse: str, subspace=None):
     init = (jnp.asarray(0), E, X, log_norm2(E), jnp.asarray(True))
     k, _, X, log_n, _ = jax.lax.while_loop(cond, body, init)
     converged = log_n <= log_tol
-    # the branches return R flattened: LAPACK's inverse is column-major, and a matrix-valued `cond` took that
-    # layout, so the product's R was transposed into it and every use of R read it strided (~7% of a step
-    # at N = 128); a vector has one layout, so only the LU branch pays for the transpose
-    flat = jax.lax.cond(converged, lambda: (X / (1 + p)).reshape(-1), lambda: lu().reshape(-1))
-    return flat.reshape(n, n), k, ~converged
+    # The branches return R's entries as a vector. LAPACK's inverse is column-major, and a matrix-valued
+    # `cond` took that layout: the product's R was transposed into it and every use of R read it strided
+    # (~7% of a step at N = 128). A vector has one layout, so only the LU branch pays for a transpose. The
+    # product's branch returns X itself (a free bitcast) and its scale: a flattening fusion runs as a
+    # scalar loop in XLA's classic CPU emitters (`_compile.HOT`), 7x slower than the 2-d one outside.
+    flat, scale = jax.lax.cond(
+        converged, lambda: (X.reshape(-1), 1 / (1 + p)), lambda: (lu().reshape(-1), jnp.ones((), dtype))
+    )
+    return flat.reshape(n, n) * scale, k, ~converged
 
 
 def gramians_adaptive(
