@@ -9,7 +9,8 @@ with sigma = 0.1, float32, plain gradient descent with eta = 0.02 (u, v at eta N
   accelerators), and a plain `jit(vmap(value_and_grad))` port with K = 8 fixed (what a JAX user writes).
 - sampled: Euler dt = 0.1, T = 200 steps, B = 16 paths: `sampled_loss` (BPTT through lax.scan) against
   `sampled_loss_fft` (impulse response + FFT convolution), same noise.
-Each contender is one jitted population step with the parameters donated, timed round-robin (best of
+Each contender is one jitted population step with the parameters donated (jaxrnn's compiled with the XLA
+options `train` uses, `jaxrnn._compile.HOT`; the port with XLA's defaults), timed round-robin (best of
 `--reps`, `--n` steps each), after checking that the fast step's loss and gradient equal the reference's
 on the same state. `--state learned` starts at a trained network: the outlier 1 - c along q = u/|u|
 (W <- W0 - W0 q q^T + (1 - c) q q^T) and v.u = N, so k = k* (a fixed point of gradient descent): the
@@ -38,6 +39,7 @@ import numpy as np  # noqa: E402
 
 import jaxrnn  # noqa: E402
 from jaxrnn.loss import population_loss_and_grad_fast, sampled_loss_fft  # noqa: E402
+from jaxrnn._compile import HOT, compiler_options  # noqa: E402
 from jaxrnn._population import over_networks, per_network  # noqa: E402
 from jaxrnn.lyapunov import _cayley_resolvent_counted, cayley_shift_and_subspace, doublings_for  # noqa: E402
 
@@ -77,6 +79,13 @@ def port_exact(model, J=8, p=1.0):
     return 0.5 * (v @ P @ v / N**2 - 2.0 * (v @ q) / N + 1.0 / (2 * C))
 
 
+def compiled(step, name):
+    """A contender's jitted step, parameters donated: jaxrnn's with the XLA options `train` compiles its
+    steps with (`jaxrnn._compile.HOT`), the plain port with XLA's defaults, as its user would."""
+    opts = None if name == "jax_port" else compiler_options(HOT)
+    return jax.jit(step, donate_argnums=0, **({"compiler_options": opts} if opts else {}))
+
+
 def make_steps(mode, target, K, N, n):
     """The contenders' jitted population steps (name -> (function, steps per call)) and their raw losses."""
     if mode == "exact":
@@ -102,8 +111,8 @@ def make_steps(mode, target, K, N, n):
             one = lambda m: jax.lax.fori_loop(0, n, lambda i, m: sgd(m, fast(m)[1]), m)
             return over_networks(one, N, model), jnp.zeros((), model.W.dtype)
 
-        jitted = {name: (jax.jit(wrap(f), donate_argnums=0), 1) for name, f in fns.items()}
-        jitted["fast_train"] = (jax.jit(train_block, donate_argnums=0), n)
+        jitted = {name: (compiled(wrap(f), name), 1) for name, f in fns.items()}
+        jitted["fast_train"] = (compiled(train_block, "fast_train"), n)
         return jitted, fns
     else:
         kw = dict(dt=DT, batch=B, steps=T)
@@ -122,7 +131,7 @@ def make_steps(mode, target, K, N, n):
 
             return step
 
-    return {name: (jax.jit(wrap(f), donate_argnums=0), 1) for name, f in fns.items()}, fns
+    return {name: (compiled(wrap(f), name), 1) for name, f in fns.items()}, fns
 
 
 def matmul_peak(n=2048, reps=3):
@@ -209,7 +218,7 @@ def main():
         products = max(
             1, round(exact_step_products(float(np.mean(Ks)), float(np.mean(squarings)), float(np.mean(lu))))
         )
-        steps["matmuls_only"] = (jax.jit(matmuls_only_block(products, a.n), donate_argnums=0), a.n)
+        steps["matmuls_only"] = (compiled(matmuls_only_block(products, a.n), "matmuls_only"), a.n)
     else:
         keys = jax.random.split(key, 8)
         out = {k: jax.jit(jax.vmap(raw[k]))(sub, keys) for k in ("reference", "fast")}

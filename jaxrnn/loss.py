@@ -93,15 +93,6 @@ def _weighted(target: ExponentialSum, z):
     return r.astype(z.dtype)[:, None] * z
 
 
-def _re_outer(a, b):
-    """Re sum_j a_j b_j^T for (J, n) arrays a, b, in real arithmetic: XLA's CPU backend runs an outer
-    product of complex vectors as n^2 complex multiplies, ~10x the cost of the real ones at n = 128."""
-    out = jnp.real(a).T @ jnp.real(b)
-    if jnp.iscomplexobj(a) and jnp.iscomplexobj(b):
-        out = out - jnp.imag(a).T @ jnp.imag(b)
-    return out
-
-
 def _loss_from_terms(model: LinearRNN, target: ExponentialSum, Pv, x) -> Scalar:
     """L = 1/2 (s^2 v.P v - 2 s Re sum_j r_j v.x_j + |k*|^2), s the readout scale."""
     s = model.readout_scale
@@ -110,12 +101,21 @@ def _loss_from_terms(model: LinearRNN, target: ExponentialSum, Pv, x) -> Scalar:
 
 
 def _loss_and_grad_from_terms(model: LinearRNN, target: ExponentialSum, Pv, Ou, OP, x, y):
-    """The loss and its adjoint gradient from the Gramian terms and the resolvents x_j, y_j (module doc):
+    """The loss and its adjoint gradient from the Gramian terms, O P = left @ right given as the pair
+    `OP` = (left, right), and the resolvents x_j, y_j (module doc):
     dL/dW = s^2 O P - s Re sum_j r_j y_j x_j^T, dL/du = s^2 O u - s Re sum_j r_j y_j,
-    dL/dv = s^2 P v - s Re sum_j r_j x_j."""
+    dL/dv = s^2 P v - s Re sum_j r_j x_j.
+    dL/dW is one product, [s^2 left, -s Re(r y)^T, s Im(r y)^T] @ [right; Re x; Im x] (the Im parts only
+    for complex resolvents): a rank-J outer product formed apart is an n^2 loop that XLA's classic CPU
+    emitters (`_compile.HOT`) run unvectorised, recomputing x and y's expressions at every entry."""
     s = model.readout_scale
     rx, ry = _weighted(target, x), _weighted(target, y)
-    gW = s**2 * OP - s * _re_outer(ry, x)
+    left, right = OP
+    ls, rs = [s**2 * left, -s * jnp.real(ry).T], [right, jnp.real(x)]
+    if jnp.iscomplexobj(ry) and jnp.iscomplexobj(x):
+        ls.append(s * jnp.imag(ry).T)
+        rs.append(jnp.imag(x))
+    gW = jnp.concatenate(ls, 1) @ jnp.concatenate(rs, 0)
     gu = s**2 * Ou - s * jnp.real(jnp.sum(ry, 0))
     gv = s**2 * Pv - s * jnp.real(jnp.sum(rx, 0))
     grad = LinearRNN(
@@ -147,8 +147,8 @@ def _gramian_terms(
     max_steps: int,
     need_grad: bool = True,
 ):
-    """P v, O u, O P, the resolvents x, y and the solver tail, by either solver (O u, O P, y: None
-    unless `need_grad`)."""
+    """P v, O u, O P as a pair of factors (left, right), the resolvents x, y and the solver tail, by either
+    solver (O u, O P, y: None unless `need_grad`)."""
     check_gramian(gramian, target)
     N = model.N
     A = model.W - jnp.eye(N, dtype=model.W.dtype)
@@ -157,7 +157,7 @@ def _gramian_terms(
         x, y = _resolvents(model, target, after=P, adjoint=need_grad)
         if not need_grad:
             return P @ model.v, None, None, x, None, tail
-        return P @ model.v, O @ model.u, O @ P, x, y, tail
+        return P @ model.v, O @ model.u, (O, P), x, y, tail
     shifts = jnp.concatenate([jnp.ones((1,), A.dtype), target.s_re.astype(A.dtype)])
     Zp, Zo, R, tail = low_rank_gramians(
         A, model.u, model.v, shifts, max_steps=max_steps, observability=need_grad
@@ -170,7 +170,7 @@ def _gramian_terms(
         return Pv, None, None, x, None, tail
     y = -(model.v @ R[1:]).astype(cdtype)
     assert Zo is not None  # observability=need_grad=True
-    return Pv, Zo @ (Zo.T @ model.u), (Zo @ (Zo.T @ Zp)) @ Zp.T, x, y, tail
+    return Pv, Zo @ (Zo.T @ model.u), (Zo @ (Zo.T @ Zp), Zp.T), x, y, tail
 
 
 def population_loss_and_grad(
@@ -220,8 +220,8 @@ def _fast_terms(
     factored: int | None = None,
     inverse: str = "lu",
 ):
-    """P v, O u, O P, x, y, tail and the doublings used, all from `gramians_adaptive` (see its doc):
-    one inverse per step (the Cayley transform's, by `inverse`); the resolvents come from the same powers
+    """P v, O u, O P as the pair (O, P), x, y, tail and the doublings used, all from `gramians_adaptive`
+    (see its doc): one inverse per step (the Cayley transform's, by `inverse`); the resolvents come from the same powers
     of F, in real arithmetic for real poles (`kind="integrator"`: s_im = 0)."""
     A = model.W - jnp.eye(model.N, dtype=model.W.dtype)
     subspace = None
@@ -243,7 +243,7 @@ def _fast_terms(
     if not need_grad:
         return P @ model.v, None, None, x, None, tail, K
     assert O is not None and y is not None  # observability=need_grad=True
-    return P @ model.v, O @ model.u, O @ P, x, y, tail, K
+    return P @ model.v, O @ model.u, (O, P), x, y, tail, K
 
 
 @overload
