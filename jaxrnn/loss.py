@@ -221,8 +221,8 @@ def _fast_terms(
     inverse: str = "lu",
 ):
     """P v, O u, O P as the pair (O, P), x, y, tail and the doublings used, all from `gramians_adaptive`
-    (see its doc): one inverse per step (the Cayley transform's, by `inverse`); the resolvents come from the same powers
-    of F, in real arithmetic for real poles (`kind="integrator"`: s_im = 0)."""
+    (see its doc): one inverse per step (the Cayley transform's, by `inverse`); the resolvents come from the
+    same powers of F, in real arithmetic for real poles (`kind="integrator"`: s_im = 0)."""
     A = model.W - jnp.eye(model.N, dtype=model.W.dtype)
     subspace = None
     if shift is None:  # the automatic shift's dominant subspace also starts the Neumann inverse
