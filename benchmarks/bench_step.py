@@ -188,6 +188,13 @@ def main():
     ap.add_argument("--n", type=int, default=3, help="steps per timed repetition")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--state", default="init", choices=["init", "learned"])
+    ap.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="exact mode: also time fast_train and matmuls_only this many times, each between two peak "
+        "products, for FLOP/s ratios taken within a second of their peak",
+    )
     a = ap.parse_args()
     target = jaxrnn.leaky_integrator(C, dtype=jnp.float32)
     K = doublings_for(C / 4)
@@ -252,6 +259,20 @@ def main():
             states[name] = m
         rounds.append(rate)
     peak = max(r["peak"] for r in rounds)
+    # paired ratios: one call of each, bracketed by two single peak products (~0.2 s each), so each ratio
+    # compares rates measured within a second of each other
+    pairs: list[dict[str, float]] = []
+    for p in range(a.pairs if a.mode == "exact" else 0):
+        before = matmul_peak(reps=1)
+        rate = {}
+        for name in ("fast_train", "matmuls_only"):
+            step, per_call = steps[name]
+            t0 = time.perf_counter()
+            m, L = step(states[name], jax.random.fold_in(key, p))
+            jax.block_until_ready(m)
+            rate[name] = per_call * a.M / (time.perf_counter() - t0)
+            states[name] = m
+        pairs.append({**rate, "peak": 0.5 * (before + matmul_peak(reps=1))})
 
     print(
         f"mode={a.mode} state={a.state} N={a.N} M={a.M} float32 backend={jax.default_backend()} n={a.n} reps={a.reps}"
@@ -298,6 +319,15 @@ def main():
                 f"= {100 * fl * best[name] / peak:.0f}% of peak (best against best); each round against its own "
                 f"peak: {', '.join(f'{x:.0f}%' for x in paired)} (median {np.median(paired):.0f}%)"
             )
+        if pairs:
+            for name, flops in (("fast_train", fl), ("matmuls_only", floor)):
+                x = np.array([100 * flops * r[name] / r["peak"] for r in pairs])
+                q25, q50, q75 = np.percentile(x, [25, 50, 75])
+                print(
+                    f"  {name}, {len(x)} calls each between two peak products: % of that peak median {q50:.0f}% "
+                    f"(quartiles {q25:.0f}-{q75:.0f}%, min {x.min():.0f}%, max {x.max():.0f}%; "
+                    f"{100 * np.mean(x >= 60):.0f}% of calls >= 60%)"
+                )
 
 
 population_loss_and_grad = jaxrnn.population_loss_and_grad
