@@ -188,7 +188,9 @@ def cayley_resolvent(
     When W Q = Q H, E_0 = B - Q H Q^T/(p + 1) vanishes on span(Q) and its powers decay at the rate of the
     rest of the spectrum: a learned outlier near 1 no longer stalls the product (it converges in as many
     squarings as at the start of learning, where the LU ran before). Where span(Q) is not invariant the
-    identity still holds, so the residual bound and the fallback are unchanged.
+    identity still holds, so the residual bound and the fallback are unchanged. For a 2-dimensional span the
+    start is taken only where it is predicted to save a squaring (`_subspace_start_pays`: an outlier clear
+    of the bulk); elsewhere the product starts from X_0 = I as without `subspace`.
     """
     return _cayley_resolvent_counted(A, shift, inverse, subspace)[0]
 
@@ -200,6 +202,32 @@ def _inverse_small(M):
         return jnp.linalg.inv(M)
     det = M[0, 0] * M[1, 1] - M[0, 1] * M[1, 0]
     return jnp.stack([jnp.stack([M[1, 1], -M[0, 1]]), jnp.stack([-M[1, 0], M[0, 0]])]) / det
+
+
+def _predicted_squarings(log_rho2, log_target):
+    """Squarings k of the Neumann product after which rho^(2^(k+1)) <= target, from log rho^2 and
+    log target (a large k for rho >= 1)."""
+    ratio = 2 * log_target / jnp.minimum(log_rho2, -1e-30)
+    return jnp.ceil(jnp.log2(jnp.maximum(ratio, 1.0)))
+
+
+def _subspace_start_pays(Hb, log_b, log_tol, n: int):
+    """Whether starting the Neumann product on B's dominant subspace is predicted to save a squaring.
+
+    Hb = Q^T B Q (2 x 2) holds B's dominant Ritz pair theta_1, theta_2, and |B|_F^2 = exp(log_b), so the rest
+    of B's spectrum, its bulk, has radius r with n r^2 ~ |B|_F^2 - |theta_1|^2 - |theta_2|^2 (as in
+    `cayley_shift_and_subspace`). The plain product's residual |B^(2^k)|_F^2 decays like the larger of
+    |theta_1|^(2^(k+1)) and n r^(2^(k+1)), the subspace start's like the second alone: it pays where an
+    outlier stands clear of the bulk (a learned network) and not where none does (the start of learning,
+    where it would cost ~10% of a step for nothing). The product stops at log_tol either way."""
+    half_tr, det = 0.5 * (Hb[0, 0] + Hb[1, 1]), Hb[0, 0] * Hb[1, 1] - Hb[0, 1] * Hb[1, 0]
+    disc = half_tr**2 - det
+    top2 = jnp.where(disc >= 0, (jnp.abs(half_tr) + jnp.sqrt(jnp.abs(disc))) ** 2, det)  # |theta_1|^2
+    pair2 = jnp.where(disc >= 0, 2 * (half_tr**2 + disc), 2 * det)  # |theta_1|^2 + |theta_2|^2
+    tiny = float(np.finfo(np.dtype(Hb.dtype)).tiny)
+    log_bulk2 = jnp.log(jnp.maximum(jnp.exp(log_b) - pair2, tiny) / n)
+    log_top2 = jnp.log(jnp.maximum(top2, tiny))
+    return _predicted_squarings(log_top2, log_tol) > _predicted_squarings(log_bulk2, log_tol - math.log(n))
 
 
 def _cayley_resolvent_counted(A, shift, inverse: str, subspace=None):
@@ -232,9 +260,11 @@ def _cayley_resolvent_counted(A, shift, inverse: str, subspace=None):
         predicted = log_next + (2.0 ** (remaining + 1) - 2) * (log_next - log_n)
         return k + 1, Bk, X + X @ Bk, log_next, predicted <= log_tol
 
-    if subspace is None:
-        E, X = B, eye + B  # X_0 = I: X = I + B after the first factor, residual E^2
-    else:  # X_0 = I + Q S Q^T and the exact E_0 = I - (I - B) X_0; then X = X_0 (I + E_0), all O(n^2)
+    def plain_start():  # X_0 = I: X = I + B after the first factor, residual E^2
+        return B, eye + B, log_b
+
+    def subspace_start():  # X_0 = I + Q S Q^T and the exact E_0 = I - (I - B) X_0; X = X_0 (I + E_0)
+        assert subspace is not None
         Q, H = subspace
         eye_k = jnp.eye(H.shape[-1], dtype=dtype)
         S = _inverse_small(eye_k - H / (1 + p)) - eye_k
@@ -242,7 +272,17 @@ def _cayley_resolvent_counted(A, shift, inverse: str, subspace=None):
         E = B + U @ V.T
         QtE = Q.T @ B + (Q.T @ U) @ V.T  # Q^T E_0, (k, n)
         X = eye + E + (Q @ S) @ (Q.T + QtE)  # X_0 (I + E_0) = I + E_0 + Q S (Q^T + Q^T E_0)
-    init = (jnp.asarray(0), E, X, log_norm2(E), jnp.asarray(True))
+        return E, X, log_norm2(E)
+
+    log_b = log_norm2(B)
+    if subspace is None:
+        E, X, log_e = plain_start()
+    elif subspace[1].shape[-1] != 2:
+        E, X, log_e = subspace_start()
+    else:  # a real branch one network at a time (the only layout that runs the Neumann product)
+        pays = _subspace_start_pays(subspace[1] / (1 + p), log_b, log_tol, n)
+        E, X, log_e = jax.lax.cond(pays, subspace_start, plain_start)
+    init = (jnp.asarray(0), E, X, log_e, jnp.asarray(True))
     k, _, X, log_n, _ = jax.lax.while_loop(cond, body, init)
     converged = log_n <= log_tol
     # The branches return R's entries as a vector. LAPACK's inverse is column-major, and a matrix-valued
@@ -282,7 +322,8 @@ def gramians_adaptive(
     doubling). Dense doublings X <- X + F X F^T, F <- F^2 then continue. Both phases are `while_loop`s
     that run while |F^(2^k)|_F^2 > tol^2 (default tol^2 = eps of the dtype) and k < `max_doublings`
     (so a benign spectrum stops after one or two squarings): the truncation error F^(2^K) X F^(2^K)T
-    is then below eps |X|_2. P and O share every power of F. `shift` is a number or a traced scalar (e.g. `cayley_shift(A + I)`).
+    is then below eps |X|_2. P and O share every power of F. `shift` is a number or a traced scalar (e.g.
+    `cayley_shift(A + I)`).
 
     `poles` (shape (J,), real or complex with Re s > 0): also the resolvents x_j = (s_j I - A)^{-1} u,
     y_j = (s_j I - A)^{-T} v from the same powers of F, with no further factorisation. With

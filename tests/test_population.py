@@ -12,7 +12,12 @@ import pytest
 
 import jaxrnn
 from jaxrnn import _population
-from jaxrnn.lyapunov import _cayley_resolvent_counted, cayley_resolvent, cayley_shift_and_subspace
+from jaxrnn.lyapunov import (
+    _cayley_resolvent_counted,
+    _subspace_start_pays,
+    cayley_resolvent,
+    cayley_shift_and_subspace,
+)
 
 jax.config.update("jax_enable_x64", True)
 
@@ -93,6 +98,30 @@ def test_neumann_inverse_started_on_the_dominant_subspace(dtype, block):
     assert np.linalg.norm(np.eye(n) - M @ R.astype(np.float64)) <= 4 * np.sqrt(n) * eps
     R_lu = _resolvent(W, p, "lu")
     np.testing.assert_allclose(R, R_lu, rtol=0, atol=50 * eps * np.abs(R_lu).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_subspace_start_is_taken_only_where_it_saves_squarings(dtype):
+    """`_subspace_start_pays`: no at the start of learning (an iid bulk, sigma = 0.1, p = 1, whose top Ritz
+    value is the bulk's edge), so the product there is the plain one bit for bit, with the same squarings;
+    yes for a learned outlier or pair clear of the bulk (0.95, 0.9 +- 0.3i with p = 0.2)."""
+    n = 128
+
+    def pays_and_runs(W, p):
+        A = jnp.asarray(W - np.eye(n, dtype=dtype))
+        sub = jax.jit(lambda W: cayley_shift_and_subspace(W)[1])(jnp.asarray(W))
+        B = np.asarray(W, np.float64) / (1 + p)
+        log_tol = 0.5 * np.log(n * np.finfo(dtype).eps ** 2)
+        pays = _subspace_start_pays(sub[1] / (1 + p), jnp.log(jnp.asarray(np.sum(B * B), dtype)), log_tol, n)
+        run = jax.jit(lambda A, sub: _cayley_resolvent_counted(A, p, "neumann", sub))
+        return bool(pays), run(A, sub), run(A, None)
+
+    pays, (R, k, lu), (R_plain, k_plain, lu_plain) = pays_and_runs(_bulk(n, 0.1).astype(dtype), 1.0)
+    assert not pays and not bool(lu) and int(k) == int(k_plain) >= 1
+    np.testing.assert_array_equal(np.asarray(R), np.asarray(R_plain))
+    for eigenvalues in ([[0.95, 0.0], [0.0, 0.05]], [[0.9, 0.3], [-0.3, 0.9]]):
+        pays, (R, k, lu), (_, _, lu_plain) = pays_and_runs(_with_outliers(n, eigenvalues).astype(dtype), 0.2)
+        assert pays and not bool(lu) and bool(lu_plain)
 
 
 def test_neumann_start_on_any_subspace_is_exact_or_falls_back():
