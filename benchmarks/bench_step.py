@@ -11,7 +11,7 @@ with sigma = 0.1, float32, plain gradient descent with eta = 0.02 (u, v at eta N
   `sampled_loss_fft` (impulse response + FFT convolution), same noise.
 Each contender is one jitted population step with the parameters donated (jaxrnn's compiled with the XLA
 options `train` uses, `jaxrnn._compile.HOT`; the port with XLA's defaults), timed round-robin (best of
-`--reps`, `--n` steps each), after checking that the fast step's loss and gradient equal the reference's
+`--reps`, `--n` steps each, every repetition from the same start state), after checking that the fast step's loss and gradient equal the reference's
 on the same state. `--state learned` starts at a trained network: the outlier 1 - c along q = u/|u|
 (W <- W0 - W0 q q^T + (1 - c) q q^T) and v.u = N, so k = k* (a fixed point of gradient descent): the
 regime where the Lyapunov solve needs the most doublings. Also measures the one-core float32
@@ -236,27 +236,35 @@ def main():
         for x, y in zip(jax.tree.leaves(gf), jax.tree.leaves(gr))
     )
 
-    states, best, first = {}, {}, {}
+    def start_state():  # every timed call starts from the same state (the flops are counted on it)
+        return jax.block_until_ready(jax.tree.map(jnp.copy, m0))
+
+    best, first = {}, {}
     for name, (step, _) in steps.items():
+        m = start_state()
         t0 = time.perf_counter()
-        m, L = step(init(a.N, a.M, a.state), key)
-        jax.block_until_ready(m)
+        jax.block_until_ready(step(m, key))
         first[name] = time.perf_counter() - t0
-        states[name], best[name] = m, 0.0
+        best[name] = 0.0
+
+    def rate_of(name, calls, salt=0):
+        """Network-steps/s of `calls` chained calls of a contender from the start state."""
+        step, per_call = steps[name]
+        m = start_state()
+        t0 = time.perf_counter()
+        for i in range(calls):
+            m, L = step(m, jax.random.fold_in(key, salt + i))
+        jax.block_until_ready(m)
+        return calls * per_call * a.M / (time.perf_counter() - t0)
+
     # the peak is measured in every round, just before the contenders, so that each round's FLOP/s ratio
     # compares rates measured within seconds of each other (this machine's speed drifts by 10-30% in minutes)
     rounds: list[dict[str, float]] = []
     for _ in range(a.reps):
         rate = {"peak": matmul_peak()}
-        for name, (step, per_call) in steps.items():
-            m = states[name]
-            t0 = time.perf_counter()
-            for i in range(a.n // per_call):
-                m, L = step(m, jax.random.fold_in(key, i))
-            jax.block_until_ready(m)
-            rate[name] = a.n * a.M / (time.perf_counter() - t0)
+        for name, (_, per_call) in steps.items():
+            rate[name] = rate_of(name, a.n // per_call)
             best[name] = max(best[name], rate[name])
-            states[name] = m
         rounds.append(rate)
     peak = max(r["peak"] for r in rounds)
     # paired ratios: one call of each, bracketed by two single peak products (~0.2 s each), so each ratio
@@ -264,14 +272,7 @@ def main():
     pairs: list[dict[str, float]] = []
     for p in range(a.pairs if a.mode == "exact" else 0):
         before = matmul_peak(reps=1)
-        rate = {}
-        for name in ("fast_train", "matmuls_only"):
-            step, per_call = steps[name]
-            t0 = time.perf_counter()
-            m, L = step(states[name], jax.random.fold_in(key, p))
-            jax.block_until_ready(m)
-            rate[name] = per_call * a.M / (time.perf_counter() - t0)
-            states[name] = m
+        rate = {name: rate_of(name, 1, salt=p) for name in ("fast_train", "matmuls_only")}
         pairs.append({**rate, "peak": 0.5 * (before + matmul_peak(reps=1))})
 
     print(
