@@ -87,8 +87,8 @@ def _resolvents(model: LinearRNN, target: ExponentialSum, after=None, adjoint: b
 
 
 def _weighted(target: ExponentialSum, z):
-    """r_j z_j for resolvents z (J, n) at the target's poles: complex, or real where z is (the integrator's
-    real poles, whose residues are real)."""
+    """r_j z_j for resolvents z (J, n) at the target's poles: complex, or, where z is real (the integrator's
+    real poles), Re(r_j) z_j, all that Re sum_j r_j z_j ... ever reads of it."""
     r = target.residues if jnp.iscomplexobj(z) else target.r_re
     return r.astype(z.dtype)[:, None] * z
 
