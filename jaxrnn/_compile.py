@@ -9,9 +9,15 @@ options cut that with no loss of run time (`benchmarks/bench_compile.py`, docs/c
   and 128) compile in 1.2-1.6 s instead of 2.6-4.1 s, and run within -6%..+5% of XLA's defaults (this
   machine's noise); the threefry random bits compile 4x faster, bit for bit the same draws.
 
-Roles: `HOT` (the default: training steps, observables, set-up) and `ELEMENTWISE`, for programs made of
-elementwise loops only (the theory's batched Rosenbrock solver): there -O1 costs ~40% of run time, so it
-keeps LLVM's default level with its expensive passes off (~40% of the compile time, no run-time cost).
+Roles: `HOT` (the default: training steps, log-point observables, small theory grids), `COLD` for a
+program that runs once per `train` call (its set-up, `train._initial_state`), where compiling is all of its
+cost: LLVM at -O0 (0.10 against 0.15-0.18 s at N = 64, M = 512). The observables stay `HOT` although -O0
+would compile them in ~1/2 the time (0.18-0.19 against 0.33-0.41 s; their Lanczos norm alone 0.11 against
+0.30 s, run 1.5x slower): under -O0 the tracked outlier came out different in its last bits (3e-17) for
+different batch sizes, and a sweep's results must not depend on its chunk size (tests/test_sweep_run.py).
+And `ELEMENTWISE`, for programs made of elementwise loops only (the theory's batched Rosenbrock solver): there
+-O1 costs ~40% of run time, so it keeps LLVM's default level with its expensive passes off (~40% of the
+compile time, no run-time cost).
 Other backends (GPU, TPU) compile with XLA's defaults. An option this jaxlib does not know is dropped
 (probed once per role, by compiling a one-op program), so older and newer jaxlibs keep working.
 """
@@ -26,14 +32,16 @@ import equinox as eqx
 import jax
 import numpy as np
 
-__all__ = ["HOT", "ELEMENTWISE", "Role", "compiler_options", "filter_jit", "jit"]
+__all__ = ["HOT", "COLD", "ELEMENTWISE", "Role", "compiler_options", "filter_jit", "jit"]
 
-Role = Literal["hot", "elementwise"]
+Role = Literal["hot", "cold", "elementwise"]
 HOT: Role = "hot"
+COLD: Role = "cold"
 ELEMENTWISE: Role = "elementwise"
 
 _CPU_OPTIONS: dict[str, dict[str, Any]] = {
     HOT: {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1},
+    COLD: {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0},
     ELEMENTWISE: {"xla_cpu_use_fusion_emitters": False, "xla_llvm_disable_expensive_passes": True},
 }
 

@@ -45,7 +45,7 @@ import numpy as np
 from jaxtyping import Array, Bool
 from jax.typing import ArrayLike
 
-from ._compile import filter_jit
+from ._compile import COLD, filter_jit
 from ._population import over_networks
 from .loss import (
     check_gramian,
@@ -355,7 +355,7 @@ def _default_keys(noise_seed, M: int):
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(M))
 
 
-@filter_jit
+@filter_jit(role=COLD)
 def _initial_state(
     method: AbstractMethod, model: LinearRNN, eta, keys, noise_seed, track: bool, checked: bool
 ):

@@ -47,6 +47,26 @@ def test_exact_gradient_agrees_with_xla_defaults():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
 
 
+def test_observables_agree_with_xla_defaults_under_the_cold_options():
+    """Arithmetic compiled with the COLD options (LLVM -O0, `train`'s set-up) matches the XLA-default build
+    to rounding: the charge (which the set-up computes as C0), its drift and the Lanczos operator norm."""
+    from jaxrnn import observables
+
+    model = jaxrnn.init_population(16, 0.6, 0, 5)
+    W0 = jax.tree.map(lambda x: 0.5 * x, model).W
+
+    def f(m):
+        C = observables.charge(m.W, m.u, m.v)
+        return observables.operator_norm(m.W - W0), observables.charge_drift(C, 0.9 * C, m.W, m.u, m.v)
+
+    lowered = jax.jit(f).lower(model)
+    cold = lowered.compile(compiler_options=_compile.compiler_options(_compile.COLD))(model)
+    plain = lowered.compile()(model)
+    for a, b in zip(cold, plain):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
+    assert _compile.compiler_options(_compile.COLD, "cpu")["xla_backend_optimization_level"] == 0
+
+
 def test_rolled_rk4_step_equals_the_unrolled_formula():
     """GradientFlow's RK4 (stages in a loop) against the four stages written out, float64."""
     model = jax.tree.map(lambda x: x[0], jaxrnn.init_population(6, 0.5, 1, 1))
