@@ -11,8 +11,9 @@ with sigma = 0.1, float32, plain gradient descent with eta = 0.02 (u, v at eta N
   `sampled_loss_fft` (impulse response + FFT convolution), same noise.
 Each contender is one jitted population step with the parameters donated (jaxrnn's compiled with the XLA
 options `train` uses, `jaxrnn._compile.HOT`; the port with XLA's defaults), timed round-robin (best of
-`--reps`, `--n` steps each, every repetition from the same start state), after checking that the fast step's loss and gradient equal the reference's
-on the same state. `--state learned` starts at a trained network: the outlier 1 - c along q = u/|u|
+`--reps`, `--n` steps each, every repetition from the same start state), after checking that the fast
+step's loss and gradient equal the reference's on the same state. `--state learned` starts at a trained
+network: the outlier 1 - c along q = u/|u|
 (W <- W0 - W0 q q^T + (1 - c) q q^T) and v.u = N, so k = k* (a fixed point of gradient descent): the
 regime where the Lyapunov solve needs the most doublings. Also measures the one-core float32
 matmul peak (2048^2, in every round just before the contenders) and the fast exact step's achieved
@@ -325,7 +326,8 @@ def main():
                 x = np.array([100 * flops * r[name] / r["peak"] for r in pairs])
                 q25, q50, q75 = np.percentile(x, [25, 50, 75])
                 print(
-                    f"  {name}, {len(x)} calls each between two peak products: % of that peak median {q50:.0f}% "
+                    f"  {name}, {len(x)} calls each between two peak products: % of that peak "
+                    f"median {q50:.0f}% "
                     f"(quartiles {q25:.0f}-{q75:.0f}%, min {x.min():.0f}%, max {x.max():.0f}%; "
                     f"{100 * np.mean(x >= 60):.0f}% of calls >= 60%)"
                 )

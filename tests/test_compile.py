@@ -47,7 +47,7 @@ def test_exact_gradient_agrees_with_xla_defaults():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
 
 
-def test_observables_agree_with_xla_defaults_under_the_cold_options():
+def test_cold_options_agree_with_xla_defaults():
     """Arithmetic compiled with the COLD options (LLVM -O0, `train`'s set-up) matches the XLA-default build
     to rounding: the charge (which the set-up computes as C0), its drift and the Lanczos operator norm."""
     from jaxrnn import observables
